@@ -1,0 +1,390 @@
+"""Weight files: decide the format from the bytes, expose tensors memory-mapped.
+
+    ckpt = edgetts.weights.open(path)     # -> Checkpoint
+    ckpt.main["talker.blk.0.attn_q.weight"]  # -> Tensor (stored type, shape, raw mmap data)
+
+`path` may be
+  * a GGUF file (magic b"GGUF"); a `qwen3-tts` talker GGUF also picks up its
+    `qwen3-tts-tokenizer` sibling in the same directory (the pair `edgetts quantize` writes),
+  * a safetensors file (8-byte little-endian header length, then a JSON header),
+  * a directory in Hugging Face layout (config.json, model.safetensors or shards with
+    model.safetensors.index.json, speech_tokenizer/),
+  * a directory holding the GGUF pair.
+
+Nothing here knows the model: tensors keep the names they are stored under. Mapping between the
+Hugging Face names and the GGUF names lives in `edgetts.gguf.names`.
+"""
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .errors import WeightsError
+
+GGUF_MAGIC = b"GGUF"
+
+# GGML type ids (gguf-py constants) and the names used for them throughout edgetts.
+GGML_TYPE_NAMES = {0: "F32", 1: "F16", 2: "Q4_0", 8: "Q8_0", 12: "Q4_K", 14: "Q6_K", 30: "BF16",
+                   3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 10: "Q2_K", 11: "Q3_K", 13: "Q5_K",
+                   24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64"}
+# (elements per block, bytes per block) for the block-quantized types.
+BLOCK_SIZES = {"Q8_0": (32, 34), "Q4_0": (32, 18), "Q4_1": (32, 20), "Q5_0": (32, 22),
+               "Q5_1": (32, 24), "Q2_K": (256, 84), "Q3_K": (256, 110), "Q4_K": (256, 144),
+               "Q5_K": (256, 176), "Q6_K": (256, 210)}
+# Types the engine's kernels read directly; the rest are dequantized at load.
+KERNEL_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0")
+
+_SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "F64": np.float64,
+                       "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8,
+                       "U8": np.uint8, "BOOL": np.bool_}
+
+
+@dataclass
+class Tensor:
+    """One stored tensor.
+
+    shape: logical shape, outermost first (PyTorch order; a Linear weight is (out, in)).
+    dtype: stored type name: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K, I64, ...
+    data:  the stored bytes, memory-mapped, not copied:
+             F32 -> float32[shape], F16 -> float16[shape], BF16 -> uint16[shape] (raw bits),
+             block types -> uint8[rows, row_bytes] with rows = prod(shape[:-1]).
+    """
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    data: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.data.nbytes)
+
+    def numpy(self) -> np.ndarray:
+        """The values as a new float32 array of `shape` (dequantized / widened)."""
+        return dequantize(self.data, self.dtype, self.shape)
+
+    def __repr__(self) -> str:
+        return f"Tensor({self.name!r}, {self.dtype}, {self.shape})"
+
+
+def bf16_to_f32(bits: np.ndarray) -> np.ndarray:
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def dequantize(data: np.ndarray, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    if dtype == "F32":
+        return np.array(data, dtype=np.float32).reshape(shape)
+    if dtype in ("F16", "F64"):
+        return data.astype(np.float32).reshape(shape)
+    if dtype == "BF16":
+        return bf16_to_f32(np.ascontiguousarray(data)).reshape(shape)
+    if dtype in BLOCK_SIZES:
+        import gguf  # gguf-py's reference dequantizers
+
+        qtype = gguf.GGMLQuantizationType[dtype]
+        out = gguf.quants.dequantize(np.ascontiguousarray(data), qtype)
+        return out.astype(np.float32, copy=False).reshape(shape)
+    if dtype.startswith(("I", "U")) or dtype == "BOOL":
+        return data.astype(np.float32).reshape(shape)
+    raise WeightsError(f"cannot read tensor type {dtype}")
+
+
+class Weights:
+    """The tensors of one container (a GGUF file, or one or more safetensors shards)."""
+
+    def __init__(self, path: Path, fmt: str, tensors: dict[str, Tensor],
+                 metadata: dict[str, Any] | None = None):
+        self.path = Path(path)
+        self.format = fmt  # "gguf" | "safetensors"
+        self.tensors = tensors
+        self.metadata = metadata or {}
+
+    @property
+    def architecture(self) -> str | None:
+        return self.metadata.get("general.architecture")
+
+    def __getitem__(self, name: str) -> Tensor:
+        try:
+            return self.tensors[name]
+        except KeyError:
+            raise WeightsError(f"{self.path}: tensor {name!r} not found") from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.tensors
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.tensors)
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+    def names(self) -> list[str]:
+        return list(self.tensors)
+
+    def get(self, name: str, default=None):
+        return self.tensors.get(name, default)
+
+    def __repr__(self) -> str:
+        return f"Weights({str(self.path)!r}, {self.format}, {len(self.tensors)} tensors)"
+
+
+@dataclass
+class Checkpoint:
+    """What `open()` found: the talker-side weights, the codec weights, and their configs.
+
+    kind: "hf" (Hugging Face directory), "gguf" (one or two GGUF files), "safetensors" (a file).
+    main:  talker + code predictor (+ speaker encoder): model.safetensors / `qwen3-tts` GGUF.
+    codec: speech tokenizer: speech_tokenizer/model.safetensors / `qwen3-tts-tokenizer` GGUF.
+    config, codec_config, generation_config: the JSON files of an HF directory (None for GGUF,
+    whose settings are in `main.metadata` / `codec.metadata`).
+    files: other files of an HF directory by name (vocab.json, merges.txt, tokenizer.json, ...).
+    """
+    kind: str
+    root: Path
+    main: Weights | None = None
+    codec: Weights | None = None
+    config: dict | None = None
+    codec_config: dict | None = None
+    generation_config: dict | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------- sniffing
+
+def sniff(path: str | os.PathLike) -> str:
+    """'gguf', 'safetensors', 'hf' (directory with config.json), 'gguf-dir' or raise."""
+    p = Path(path)
+    if not p.exists():
+        raise WeightsError(f"{p}: no such file or directory")
+    if p.is_dir():
+        if (p / "config.json").is_file():
+            return "hf"
+        if any(_is_gguf(f) for f in sorted(p.iterdir()) if f.is_file()):
+            return "gguf-dir"
+        raise WeightsError(f"{p}: not a model directory (no config.json and no GGUF file)")
+    head = _head(p, 16)
+    if head[:4] == GGUF_MAGIC:
+        return "gguf"
+    if len(head) >= 9:
+        (n,) = struct.unpack("<Q", head[:8])
+        if 2 <= n <= 100_000_000 and head[8:9] == b"{":
+            return "safetensors"
+    raise WeightsError(f"{p}: not a GGUF or safetensors file")
+
+
+def _head(p: Path, n: int) -> bytes:
+    try:
+        with builtins.open(p, "rb") as f:
+            return f.read(n)
+    except OSError as e:
+        raise WeightsError(f"{p}: cannot read ({e.strerror})") from None
+
+
+def _is_gguf(p: Path) -> bool:
+    try:
+        return _head(p, 4) == GGUF_MAGIC
+    except WeightsError:
+        return False
+
+
+# ------------------------------------------------------------------------------------ readers
+
+def read_safetensors(path: str | os.PathLike) -> Weights:
+    p = Path(path)
+    size = p.stat().st_size
+    try:
+        with builtins.open(p, "rb") as f:
+            raw = f.read(8)
+            if len(raw) < 8:
+                raise ValueError("file too short")
+            (n,) = struct.unpack("<Q", raw)
+            if n > size - 8:
+                raise ValueError("header runs past the end of the file")
+            header = json.loads(f.read(n))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise WeightsError(f"{p}: corrupt safetensors header ({e})") from None
+    base = 8 + n
+    meta = header.pop("__metadata__", None) or {}
+    mm = np.memmap(p, dtype=np.uint8, mode="r") if size > base else np.zeros(0, np.uint8)
+    tensors: dict[str, Tensor] = {}
+    for name, info in header.items():
+        try:
+            dt = info["dtype"]
+            shape = tuple(int(s) for s in info["shape"])
+            start, end = (int(o) for o in info["data_offsets"])
+        except (KeyError, TypeError, ValueError):
+            raise WeightsError(f"{p}: corrupt safetensors header entry {name!r}") from None
+        if dt not in _SAFETENSORS_DTYPES:
+            raise WeightsError(f"{p}: tensor {name!r} has unsupported dtype {dt}")
+        npdt = np.dtype(_SAFETENSORS_DTYPES[dt])
+        count = int(np.prod(shape)) if shape else 1
+        if end - start != count * npdt.itemsize or base + end > size or start < 0:
+            raise WeightsError(f"{p}: truncated or corrupt safetensors file "
+                               f"(tensor {name!r} lies outside the data)")
+        arr = mm[base + start: base + end].view(npdt).reshape(shape)
+        tensors[name] = Tensor(name, dt, shape, arr)
+    return Weights(p, "safetensors", tensors, meta)
+
+
+def read_gguf(path: str | os.PathLike) -> Weights:
+    p = Path(path)
+    import gguf
+
+    try:
+        reader = gguf.GGUFReader(p, "r")
+    except Exception as e:  # gguf-py raises ValueError/IndexError/... on damaged files
+        raise WeightsError(f"{p}: truncated or corrupt GGUF file ({type(e).__name__}: {e})") from None
+    meta: dict[str, Any] = {}
+    for key, fld in reader.fields.items():
+        if key.startswith("GGUF."):
+            continue
+        try:
+            meta[key] = _field_value(fld)
+        except Exception:  # an unreadable value must not stop the tensors from loading
+            meta[key] = None
+    size = p.stat().st_size
+    tensors: dict[str, Tensor] = {}
+    for t in reader.tensors:
+        dtype = GGML_TYPE_NAMES.get(int(t.tensor_type), t.tensor_type.name)
+        shape = tuple(int(d) for d in reversed(t.shape.tolist()))
+        if t.data_offset + t.n_bytes > size:
+            raise WeightsError(f"{p}: truncated GGUF file (tensor {t.name!r} lies past the end)")
+        data = t.data
+        if dtype == "BF16":
+            data = data.view(np.uint16).reshape(shape)
+        elif dtype in BLOCK_SIZES:
+            data = data.reshape(int(np.prod(shape[:-1])) if len(shape) > 1 else 1, -1)
+        tensors[t.name] = Tensor(t.name, dtype, shape, data)
+    return Weights(p, "gguf", tensors, meta)
+
+
+def _field_value(fld) -> Any:
+    import gguf
+
+    types = fld.types
+    if not types:
+        return None
+    if types[0] == gguf.GGUFValueType.ARRAY:
+        return list(fld.contents())
+    v = fld.contents()
+    if isinstance(v, np.generic):
+        v = v.item()
+    return v
+
+
+def read_file(path: str | os.PathLike) -> Weights:
+    """One weight file, format from its bytes."""
+    kind = sniff(path)
+    if kind == "gguf":
+        return read_gguf(path)
+    if kind == "safetensors":
+        return read_safetensors(path)
+    raise WeightsError(f"{path}: is a directory, not a weight file")
+
+
+def read_safetensors_dir(d: Path, stem: str = "model") -> Weights:
+    """model.safetensors, or the shards listed in model.safetensors.index.json."""
+    single = d / f"{stem}.safetensors"
+    index = d / f"{stem}.safetensors.index.json"
+    if single.is_file():
+        return read_safetensors(single)
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (ValueError, KeyError) as e:
+            raise WeightsError(f"{index}: corrupt shard index ({e})") from None
+        tensors: dict[str, Tensor] = {}
+        meta: dict[str, Any] = {}
+        for shard in sorted(set(weight_map.values())):
+            if not (d / shard).is_file():
+                raise WeightsError(f"{d / shard}: shard listed in {index.name} is missing")
+            w = read_safetensors(d / shard)
+            tensors.update(w.tensors)
+            meta.update(w.metadata)
+        missing = set(weight_map) - set(tensors)
+        if missing:
+            raise WeightsError(f"{index}: tensor {sorted(missing)[0]!r} not found in its shard")
+        return Weights(index, "safetensors", tensors, meta)
+    raise WeightsError(f"{d}: no {stem}.safetensors or {stem}.safetensors.index.json")
+
+
+def _read_json(p: Path) -> dict | None:
+    if not p.is_file():
+        return None
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise WeightsError(f"{p}: not valid JSON ({e})") from None
+
+
+TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json")
+MAIN_ARCH = "qwen3-tts"
+CODEC_ARCH = "qwen3-tts-tokenizer"
+
+
+def open(path: str | os.PathLike) -> Checkpoint:  # noqa: A001 - the natural name for this API
+    """Open a model: GGUF file(s), a safetensors file, or a Hugging Face directory."""
+    p = Path(path).expanduser()
+    kind = sniff(p)
+    if kind == "hf":
+        ck = Checkpoint("hf", p, config=_read_json(p / "config.json"),
+                        generation_config=_read_json(p / "generation_config.json"))
+        if (p / "model.safetensors").is_file() or (p / "model.safetensors.index.json").is_file():
+            ck.main = read_safetensors_dir(p)
+        st = p / "speech_tokenizer"
+        if st.is_dir():
+            ck.codec_config = _read_json(st / "config.json")
+            ck.codec = read_safetensors_dir(st)
+        if ck.main is None and ck.codec is None:
+            raise WeightsError(f"{p}: no model.safetensors and no speech_tokenizer/ in this directory")
+        ck.files = {n: p / n for n in TOKENIZER_FILES if (p / n).is_file()}
+        return ck
+    if kind == "safetensors":
+        return Checkpoint("safetensors", p.parent, main=read_safetensors(p))
+    if kind == "gguf":
+        return _gguf_checkpoint(p.parent, [read_gguf(p)], p)
+    # a directory of GGUF files
+    ggufs = [read_gguf(f) for f in sorted(p.iterdir()) if f.is_file() and _is_gguf(f)]
+    return _gguf_checkpoint(p, ggufs, p)
+
+
+def _gguf_checkpoint(root: Path, given: list[Weights], where: Path) -> Checkpoint:
+    ck = Checkpoint("gguf", root)
+    for w in given:
+        _place(ck, w, where)
+    if len(given) == 1 and where.is_file():
+        # one file given: look for its partner in the same directory
+        want = CODEC_ARCH if ck.main is not None else MAIN_ARCH
+        for f in sorted(root.iterdir()):
+            if f == where or not f.is_file() or f.suffix.lower() != ".gguf" or not _is_gguf(f):
+                continue
+            try:
+                w = read_gguf(f)
+            except WeightsError:
+                continue
+            if w.architecture == want:
+                _place(ck, w, where)
+                break
+    if ck.main is None and ck.codec is None:
+        raise WeightsError(f"{where}: no qwen3-tts or qwen3-tts-tokenizer GGUF found")
+    return ck
+
+
+def _place(ck: Checkpoint, w: Weights, where: Path) -> None:
+    arch = w.architecture
+    if arch == MAIN_ARCH:
+        slot = "main"
+    elif arch == CODEC_ARCH:
+        slot = "codec"
+    else:
+        raise WeightsError(f"{w.path}: GGUF architecture {arch!r} is not a Qwen3-TTS model "
+                           f"(expected {MAIN_ARCH!r} or {CODEC_ARCH!r})")
+    if getattr(ck, slot) is not None:
+        raise WeightsError(f"{where}: more than one {arch!r} GGUF file; pass the file you mean")
+    setattr(ck, slot, w)
