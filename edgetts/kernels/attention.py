@@ -1,0 +1,88 @@
+"""Causal GQA self-attention over a ring-buffer KV cache, with per-head q/k RMSNorm and RoPE.
+
+One call per layer does: q/k per-head RMSNorm -> RoPE -> write k, v into the cache -> attention.
+No model knowledge: sizes come from the array shapes and the arguments.
+"""
+import numpy as np
+from numba import njit
+
+_FM = {"reassoc", "contract", "nsz"}  # vectorized dot products; softmax keeps exact exp/max
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _head_rmsnorm_rope(x, w, eps, cos_row, sin_row):
+    d = x.shape[0]
+    half = d // 2
+    ss = np.float32(0.0)
+    for j in range(d):
+        ss += x[j] * x[j]
+    inv = np.float32(1.0) / np.sqrt(ss / np.float32(d) + np.float32(eps))
+    for j in range(d):
+        x[j] = w[j] * (x[j] * inv)
+    for i in range(half):
+        a = x[i]
+        b = x[i + half]
+        c = cos_row[i]
+        s = sin_row[i]
+        x[i] = a * c - b * s
+        x[i + half] = b * c + a * s
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def qkv_attention(qkv, n_heads, n_kv_heads, q_norm, k_norm, eps, cos, sin, pos0,
+                  k_cache, v_cache, out, scores):
+    """Rows of qkv [L, (n_heads + 2*n_kv_heads) * head_dim] at positions pos0 .. pos0+L-1.
+
+    q is normalized + rotated in place; k (normalized + rotated) and v go into the caches
+    k_cache, v_cache [n_kv_heads, capacity, head_dim] at slot pos % capacity; then each row
+    attends causally to every cached position <= its own (at most `capacity` of them).
+    out: [L, n_heads * head_dim]; scores: float32 work buffer of at least `capacity`.
+    cos, sin: [n_pos, head_dim // 2] RoPE tables. The caller keeps capacity >= L.
+    """
+    L = qkv.shape[0]
+    hd = k_cache.shape[2]
+    cap = k_cache.shape[1]
+    group = n_heads // n_kv_heads
+    koff = n_heads * hd
+    voff = koff + n_kv_heads * hd
+    for i in range(L):
+        p = pos0 + i
+        slot = p % cap
+        for h in range(n_heads):
+            _head_rmsnorm_rope(qkv[i, h * hd:(h + 1) * hd], q_norm, eps, cos[p], sin[p])
+        for h in range(n_kv_heads):
+            k = qkv[i, koff + h * hd: koff + (h + 1) * hd]
+            _head_rmsnorm_rope(k, k_norm, eps, cos[p], sin[p])
+            for j in range(hd):
+                k_cache[h, slot, j] = k[j]
+                v_cache[h, slot, j] = qkv[i, voff + h * hd + j]
+    scale = np.float32(1.0 / np.sqrt(hd))
+    for i in range(L):
+        p = pos0 + i
+        n = min(p + 1, cap)
+        for h in range(n_heads):
+            kv = h // group
+            q = qkv[i, h * hd:(h + 1) * hd]
+            m = -np.inf
+            for t in range(n):
+                s = (p - t) % cap
+                acc = np.float32(0.0)
+                for j in range(hd):
+                    acc += q[j] * k_cache[kv, s, j]
+                acc *= scale
+                scores[t] = acc
+                if acc > m:
+                    m = acc
+            tot = np.float32(0.0)
+            for t in range(n):
+                e = np.exp(scores[t] - m)
+                scores[t] = e
+                tot += e
+            o = out[i, h * hd:(h + 1) * hd]
+            for j in range(hd):
+                o[j] = 0.0
+            for t in range(n):
+                s = (p - t) % cap
+                w = scores[t] / tot
+                for j in range(hd):
+                    o[j] += w * v_cache[kv, s, j]

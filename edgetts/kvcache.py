@@ -1,0 +1,32 @@
+"""Preallocated ring-buffer KV cache, one per attention stack.
+
+k[layer], v[layer]: float32 [n_kv_heads, capacity, head_dim]. Position p lives in slot
+p % capacity; attention reads the min(p + 1, capacity) most recent slots, so the cache never
+reallocates. Size it from the prompt length plus the frame cap (talker) or the number of code
+groups (code predictor); a wrap only happens when generation runs past that size.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class KVCache:
+    def __init__(self, n_layers: int, n_kv_heads: int, head_dim: int, capacity: int):
+        self.capacity = int(capacity)
+        self.k = np.zeros((n_layers, n_kv_heads, self.capacity, head_dim), np.float32)
+        self.v = np.zeros_like(self.k)
+        self.scores = np.zeros(self.capacity, np.float32)  # attention work row
+        self.pos = 0  # number of positions written so far (next position)
+
+    def reset(self) -> None:
+        self.pos = 0
+
+    def ensure(self, capacity: int) -> None:
+        """Grow (reallocate, empty) if a run needs more slots than we have. Call before prefill."""
+        if capacity > self.capacity:
+            n, h, _, d = self.k.shape
+            self.__init__(n, h, d, capacity)
+
+    @property
+    def nbytes(self) -> int:
+        return self.k.nbytes + self.v.nbytes

@@ -1,0 +1,79 @@
+"""The code predictor (MTP / sub-talker): fills codebooks 1..G-1 of a frame (spec/talker.md §5.3).
+
+Per frame, from an empty cache: a 2-row prefill [h_prev, E(c0)] at positions 0, 1 -> c1 with
+lm_head[0]; then G-2 single steps, input CE_{j-2}(c_{j-1}) at position j -> c_j with
+lm_head[j-1]. The embeddings have talker width; `small_to_mtp_projection` (1.7B layout, with
+bias) maps every input row to the predictor width, identity when absent.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels.activations_lm import add_bias
+from ..kernels.sampling import argmax, sample
+from ..kvcache import KVCache
+from .config import TalkerConfig
+from .talker import Buffers, Matrix, Stack, f32
+
+
+class Predictor:
+    def __init__(self, view, cfg: TalkerConfig):
+        self.cfg = cfg
+        c = cfg.predictor
+        self.groups = cfg.num_code_groups
+        self.stack = Stack(view, "code_pred", c, self.groups + 1)
+        self.embd = [Matrix.from_tensor(view[f"code_pred.codec_embd.{j}.weight"]) for j in range(self.groups - 1)]
+        self.heads = [Matrix.from_tensor(view[f"code_pred.lm_head.{j}.weight"]) for j in range(self.groups - 1)]
+        if "code_pred.mtp_proj.weight" in view:
+            self.proj = Matrix.from_tensor(view["code_pred.mtp_proj.weight"])
+            self.proj_b = f32(view, "code_pred.mtp_proj.bias")
+        else:
+            self.proj = None
+        H = cfg.talker.hidden
+        self.cache = KVCache(c.n_layers, c.n_kv_heads, c.head_dim, self.groups)
+        self.buf1, self.buf2 = Buffers(c, 1), Buffers(c, 2)
+        self.in2 = np.zeros((2, H), np.float32)       # talker-width input rows
+        self.in1 = np.zeros((1, H), np.float32)
+        self.x2 = np.zeros((2, c.hidden), np.float32)  # predictor-width residual stream
+        self.x1 = np.zeros((1, c.hidden), np.float32)
+        self.logits = np.zeros(c.vocab, np.float32)
+        self.work = np.zeros(c.vocab, np.float32)
+        self.idx = np.zeros(1, np.int64)
+
+    def _project(self, src: np.ndarray, dst: np.ndarray) -> None:
+        if self.proj is None:
+            dst[...] = src
+        elif src.shape[0] == 1:
+            self.proj.matvec(src[0], dst[0])
+            add_bias(dst, self.proj_b)
+        else:
+            self.proj.matmul(src, dst)
+            add_bias(dst, self.proj_b)
+
+    def frame(self, h_prev: np.ndarray, e_c0: np.ndarray, codes_out: np.ndarray, greedy: bool,
+              temperature: float, top_k: int, top_p: float, rng, logits_out=None) -> np.ndarray:
+        """codes_out[0..G-2] = c1..c_{G-1}. h_prev: talker y [H]; e_c0: E(c0) [H]."""
+        cache = self.cache
+        cache.reset()
+        self.in2[0] = h_prev
+        self.in2[1] = e_c0
+        self._project(self.in2, self.x2)
+        y = self.stack.forward(self.x2, 0, cache, self.buf2)
+        last = y[1]
+        for j in range(self.groups - 1):
+            if j > 0:
+                self.idx[0] = codes_out[j - 1]
+                self.embd[j - 1].rows_f32(self.idx, self.in1)
+                self._project(self.in1, self.x1)
+                last = self.stack.forward(self.x1, j + 1, cache, self.buf1)[0]
+            self.heads[j].matvec(last, self.logits)
+            if logits_out is not None:
+                logits_out[j] = self.logits
+            if greedy:
+                codes_out[j] = argmax(self.logits)
+            else:
+                codes_out[j] = sample(self.logits, temperature, top_k, top_p, rng.random(), self.work)
+        return codes_out
+
+    def matrices(self):
+        return self.stack.matrices() + self.heads + ([self.proj] if self.proj is not None else [])

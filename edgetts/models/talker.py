@@ -1,0 +1,167 @@
+"""The talker: a Qwen3 decoder stack over summed text+codec embeddings (spec/talker.md §3).
+
+`Stack` is the pre-norm decoder (q/k RMSNorm, GQA, NeoX RoPE, SwiGLU) shared with the code
+predictor. `Talker` adds the text path (embedding + projection MLP), the codec embedding and
+the codec head. Every weight is read through GGUFView by its GGUF name, as a Matrix (any
+stored type). Single-row decode steps run on preallocated buffers and allocate no arrays.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels.activations_lm import add_bias, bias_silu, silu_mul
+from ..kernels.attention import qkv_attention
+from ..kernels.norm import add_rmsnorm, rmsnorm
+from ..kernels.rope import rope_tables
+from .config import StackConfig, TalkerConfig
+
+try:
+    from ..kernels.matmul import Matrix
+except ImportError:  # until kernels/matmul.py lands
+    from ._matrix_fallback import Matrix
+
+
+def f32(view, name: str) -> np.ndarray:
+    return np.ascontiguousarray(view[name].numpy(), dtype=np.float32)
+
+
+def linear(m: Matrix, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out[n, rows] = x[n, cols] @ W^T; one row goes through the matrix-vector kernel."""
+    if x.shape[0] == 1:
+        m.matvec(x[0], out[0])
+    else:
+        m.matmul(x, out)
+    return out
+
+
+class Layer:
+    def __init__(self, view, prefix: str):
+        g = lambda s: view[f"{prefix}.{s}.weight"]  # noqa: E731
+        self.attn_norm = f32(view, f"{prefix}.attn_norm.weight")
+        self.ffn_norm = f32(view, f"{prefix}.ffn_norm.weight")
+        self.q_norm = f32(view, f"{prefix}.attn_q_norm.weight")
+        self.k_norm = f32(view, f"{prefix}.attn_k_norm.weight")
+        self.qkv = Matrix.concat_rows([Matrix.from_tensor(g("attn_q")), Matrix.from_tensor(g("attn_k")),
+                                       Matrix.from_tensor(g("attn_v"))])
+        self.o = Matrix.from_tensor(g("attn_output"))
+        self.gate_up = Matrix.concat_rows([Matrix.from_tensor(g("ffn_gate")), Matrix.from_tensor(g("ffn_up"))])
+        self.down = Matrix.from_tensor(g("ffn_down"))
+
+    def matrices(self):
+        return [self.qkv, self.o, self.gate_up, self.down]
+
+
+class Buffers:
+    """Activations of n rows through one stack."""
+
+    def __init__(self, cfg: StackConfig, n: int):
+        qkv = (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.head_dim
+        self.n = n
+        self.h = np.zeros((n, cfg.hidden), np.float32)      # normed input of a sublayer
+        self.r = np.zeros((n, cfg.hidden), np.float32)      # sublayer output (residual branch)
+        self.qkv = np.zeros((n, qkv), np.float32)
+        self.att = np.zeros((n, cfg.n_heads * cfg.head_dim), np.float32)
+        self.gu = np.zeros((n, 2 * cfg.ffn), np.float32)
+        self.act = np.zeros((n, cfg.ffn), np.float32)
+        self.y = np.zeros((n, cfg.hidden), np.float32)      # final normed output
+
+
+class Stack:
+    """Pre-norm decoder layers + final RMSNorm. forward() updates x (the residual stream) in place."""
+
+    def __init__(self, view, prefix: str, cfg: StackConfig, n_pos: int):
+        self.cfg = cfg
+        self.layers = [Layer(view, f"{prefix}.blk.{i}") for i in range(cfg.n_layers)]
+        self.out_norm = f32(view, f"{prefix}.output_norm.weight")
+        self.eps = np.float32(cfg.eps)
+        self.set_positions(n_pos)
+
+    def set_positions(self, n_pos: int) -> None:
+        self.cos, self.sin = rope_tables(self.cfg.rope_theta, self.cfg.head_dim, n_pos)
+
+    def forward(self, x: np.ndarray, pos0: int, cache, buf: Buffers, trace: list | None = None) -> np.ndarray:
+        """x: [n, hidden] rows at positions pos0..pos0+n-1 (consumed). Returns buf.y (normed)."""
+        n = x.shape[0]
+        if pos0 + n > self.cos.shape[0]:
+            self.set_positions(max(2 * self.cos.shape[0], pos0 + n))
+        c = self.cfg
+        eps = self.eps
+        for i, L in enumerate(self.layers):
+            if i == 0:
+                rmsnorm(x, L.attn_norm, eps, buf.h)
+            else:
+                add_rmsnorm(x, buf.r, L.attn_norm, eps, buf.h)
+                if trace is not None:
+                    trace.append(x.copy())
+            linear(L.qkv, buf.h, buf.qkv)
+            qkv_attention(buf.qkv, c.n_heads, c.n_kv_heads, L.q_norm, L.k_norm, eps, self.cos, self.sin,
+                          pos0, cache.k[i], cache.v[i], buf.att, cache.scores)
+            linear(L.o, buf.att, buf.r)
+            add_rmsnorm(x, buf.r, L.ffn_norm, eps, buf.h)
+            linear(L.gate_up, buf.h, buf.gu)
+            silu_mul(buf.gu, buf.act)
+            linear(L.down, buf.act, buf.r)
+        add_rmsnorm(x, buf.r, self.out_norm, eps, buf.y)
+        cache.pos = pos0 + n
+        return buf.y
+
+    def matrices(self):
+        return [m for L in self.layers for m in L.matrices()]
+
+
+class Talker:
+    def __init__(self, view, cfg: TalkerConfig, n_pos: int = 4096):
+        self.cfg = cfg
+        s = cfg.talker
+        self.stack = Stack(view, "talker", s, n_pos)
+        self.text_embd = Matrix.from_tensor(view["talker.text_embd.weight"])
+        self.fc1 = Matrix.from_tensor(view["talker.text_proj.fc1.weight"])
+        self.fc1_b = f32(view, "talker.text_proj.fc1.bias")
+        self.fc2 = Matrix.from_tensor(view["talker.text_proj.fc2.weight"])
+        self.fc2_b = f32(view, "talker.text_proj.fc2.bias")
+        self.codec_embd = Matrix.from_tensor(view["talker.codec_embd.weight"])
+        self.codec_head = Matrix.from_tensor(view["talker.codec_head.weight"])
+        self.buf1 = Buffers(s, 1)
+        self.logits = np.zeros((1, s.vocab), np.float32)
+
+    # -- embeddings ------------------------------------------------------------------------
+    def text_rows(self, ids) -> np.ndarray:
+        """P(t) for each id: fc2(silu(fc1(text_embedding[t]) + b1)) + b2 -> [n, H] (new array)."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        e = np.empty((ids.size, self.cfg.text_hidden), np.float32)
+        self.text_embd.rows_f32(ids, e)
+        h = self.fc1.matmul(e, np.empty((ids.size, self.fc1.rows), np.float32))
+        bias_silu(h, self.fc1_b)
+        out = self.fc2.matmul(h, np.empty((ids.size, self.fc2.rows), np.float32))
+        add_bias(out, self.fc2_b)
+        return out
+
+    def codec_rows(self, ids) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        out = np.empty((ids.size, self.cfg.talker.hidden), np.float32)
+        self.codec_embd.rows_f32(ids, out)
+        return out
+
+    # -- forward ---------------------------------------------------------------------------
+    def prefill(self, rows: np.ndarray, cache, trace: list | None = None):
+        """Run prompt rows [L, H] from position cache.pos; returns (y_last [H], logits [V]) views."""
+        x = np.array(rows, dtype=np.float32, copy=True)
+        buf = Buffers(self.cfg.talker, x.shape[0])
+        y = self.stack.forward(x, cache.pos, cache, buf, trace)
+        if trace is not None:
+            trace.append(y.copy())
+        self.buf1.y[0] = y[-1]
+        self.codec_head.matvec(self.buf1.y[0], self.logits[0])
+        return self.buf1.y[0], self.logits[0]
+
+    def all_logits(self, y: np.ndarray) -> np.ndarray:
+        return self.codec_head.matmul(y)
+
+    def step(self, row: np.ndarray, cache):
+        """One decode row [1, H] (consumed in place) at position cache.pos -> (y [H], logits [V])."""
+        y = self.stack.forward(row, cache.pos, cache, self.buf1)
+        self.codec_head.matvec(y[0], self.logits[0])
+        return y[0], self.logits[0]
+
+    def matrices(self):
+        return self.stack.matrices() + [self.codec_head]
