@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgetts", description="Qwen3-TTS on CPU, no PyTorch.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     quantize_cli.add_parser(sub)
+    from . import info; info.add_parser(sub)
     return p
 
 
