@@ -1,0 +1,98 @@
+"""Small kernels for the codec decoder's transformer (time-major [T, D] float32).
+
+rms_norm        x * rsqrt(mean(x^2) + eps) * w, per row
+rope_rotate     rotate-half RoPE in place on [T, H, hd] with per-row cos/sin [T, hd/2]
+window_attention causal sliding-window attention of n new queries over [past; new] keys/values,
+                 all heads, GQA by head grouping; softmax in float64-accumulated float32.
+silu_mul        g = silu(g) * u
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def rms_norm(x, w, eps, out):
+    T, D = x.shape
+    for t in prange(T):
+        ss = 0.0
+        for i in range(D):
+            v = np.float64(x[t, i])
+            ss += v * v
+        r = np.float32(1.0 / math.sqrt(ss / D + eps))
+        for i in range(D):
+            out[t, i] = w[i] * (x[t, i] * r)
+
+
+def rope_cos_sin(positions: np.ndarray, head_dim: int, theta: float):
+    """cos, sin [len(positions), head_dim/2] float32, computed in float32 as Hugging Face does."""
+    inv_freq = (1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.int64).astype(np.float32) / head_dim))
+                ).astype(np.float32)
+    ang = positions.astype(np.float32)[:, None] * inv_freq[None, :]
+    return np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def rope_rotate(x, cos, sin):
+    """x [T, H, hd] in place: (x1, x2) -> (x1*cos - x2*sin, x2*cos + x1*sin), halves of hd."""
+    T, H, hd = x.shape
+    half = hd // 2
+    for t in prange(T):
+        for h in range(H):
+            for i in range(half):
+                a = x[t, h, i]
+                b = x[t, h, i + half]
+                x[t, h, i] = a * cos[t, i] - b * sin[t, i]
+                x[t, h, i + half] = b * cos[t, i] + a * sin[t, i]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def window_attention(q, k, v, n_past, window, scale, out):
+    """q [n, H, hd] at positions P..P+n-1; k, v [n_past + n, Hkv, hd] at positions P-n_past..;
+    query i sees keys j with  i + n_past - window < j <= i + n_past.  out [n, H, hd]."""
+    n, H, hd = q.shape
+    Hkv = k.shape[1]
+    group = H // Hkv
+    for qi in prange(n * H):
+        i = qi // H
+        h = qi % H
+        kh = h // group
+        hi = i + n_past
+        lo = hi - window + 1
+        if lo < 0:
+            lo = 0
+        s = np.empty(hi - lo + 1, np.float32)
+        mx = -np.inf
+        for j in range(lo, hi + 1):
+            acc = np.float32(0.0)
+            for d in range(hd):
+                acc += q[i, h, d] * k[j, kh, d]
+            acc *= scale
+            s[j - lo] = acc
+            if acc > mx:
+                mx = acc
+        tot = 0.0
+        for j in range(hi - lo + 1):
+            e = np.float32(math.exp(s[j] - mx))
+            s[j] = e
+            tot += e
+        inv = np.float32(1.0 / tot)
+        for d in range(hd):
+            out[i, h, d] = 0.0
+        for j in range(lo, hi + 1):
+            p = s[j - lo] * inv
+            for d in range(hd):
+                out[i, h, d] += p * v[j, kh, d]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def silu_mul(g, u):
+    """g = silu(g) * u in place ([T, D])."""
+    T, D = g.shape
+    for t in prange(T):
+        for i in range(D):
+            a = g[t, i]
+            g[t, i] = a / (np.float32(1.0) + np.float32(math.exp(-a))) * u[t, i]

@@ -1,0 +1,160 @@
+"""1-D convolutions, time-major: activations are [T, C] float32, C contiguous.
+
+Causal conv (k taps, dilation d): the caller hands the input with its (k-1)*d rows of left
+context already in front (`xp` = [state; x]), so streaming and one-shot run the same code.
+Weights are stored tap-major, w[j*Cin + i, o] = W_torch[o, i, j], i.e. [k*Cin, Cout]:
+  * causal_conv      -> im2col (k row-blocks copied side by side) + one GEMM with K = k*Cin,
+                        or, for few rows, k shifted GEMMs (conv_shifted). Both are BLAS (np.dot,
+                        which releases the GIL).
+  * trans_conv       -> one GEMM X[n, Cin] . W[Cin, k*Cout], then overlap_add (numba) with a
+                        carry of the k-s trailing rows that belong to the next call.
+  * dwconv_causal    -> depthwise (groups = C) causal conv, numba.
+No bias inside the GEMM paths: the caller fuses it into the next element-wise kernel.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """a @ b through BLAS sgemm, also for a single row: numpy sends M=1 products to sgemv, whose
+    summation order differs from sgemm's, and streamed decoding (1 frame = 1 row) must round
+    exactly like one-shot decoding. So one row is computed as the first row of a 2-row GEMM."""
+    if a.shape[0] == 1:
+        a2 = np.empty((2, a.shape[1]), np.float32)
+        a2[0] = a[0]
+        a2[1] = 0.0
+        r = np.dot(a2, b)[:1]
+        if out is None:
+            return r
+        out[...] = r
+        return out
+    if out is None:
+        return np.dot(a, b)
+    return np.dot(a, b, out=out)
+
+
+def conv_weight(w_torch: np.ndarray) -> np.ndarray:
+    """PyTorch Conv1d weight [Cout, Cin, k] -> tap-major [k*Cin, Cout] float32 (contiguous)."""
+    cout, cin, k = w_torch.shape
+    return np.ascontiguousarray(np.transpose(w_torch, (2, 1, 0)).reshape(k * cin, cout), dtype=np.float32)
+
+
+def trans_conv_weight(w_torch: np.ndarray) -> np.ndarray:
+    """PyTorch ConvTranspose1d weight [Cin, Cout, k] -> [Cin, k*Cout] float32 (contiguous)."""
+    cin, cout, k = w_torch.shape
+    return np.ascontiguousarray(np.transpose(w_torch, (0, 2, 1)).reshape(cin, k * cout), dtype=np.float32)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def im2col(xp, k, dilation, cols):
+    """cols[t, j*C:(j+1)*C] = xp[t + j*dilation] for t < T (cols is [T, k*C])."""
+    T = cols.shape[0]
+    C = xp.shape[1]
+    for t in prange(T):
+        for j in range(k):
+            src = t + j * dilation
+            for c in range(C):
+                cols[t, j * C + c] = xp[src, c]
+
+
+def causal_conv(xp: np.ndarray, w: np.ndarray, k: int, dilation: int, out: np.ndarray,
+                cols: np.ndarray | None = None) -> np.ndarray:
+    """out[t] = sum_j xp[t + j*d] . W_j, t < T = len(out); xp has T + (k-1)*d rows. No bias.
+
+    cols: optional scratch of at least [T, k*Cin] floats for the im2col path.
+    """
+    T = out.shape[0]
+    if k == 1:
+        return matmul(xp[:T], w, out)
+    cin = xp.shape[1]
+    if cols is None:
+        cols = np.empty((T, k * cin), np.float32)
+    else:
+        cols = cols.reshape(-1)[: T * k * cin].reshape(T, k * cin)
+    im2col(xp, k, dilation, cols)
+    return matmul(cols, w, out)
+
+
+def conv_shifted(xp: np.ndarray, w: np.ndarray, k: int, dilation: int, out: np.ndarray,
+                 tmp: np.ndarray | None = None) -> np.ndarray:
+    """Same as causal_conv, as k shifted GEMMs summed (no im2col copy)."""
+    T = out.shape[0]
+    cin = xp.shape[1]
+    np.dot(xp[:T], w[:cin], out=out)
+    if k == 1:
+        return out
+    if tmp is None:
+        tmp = np.empty_like(out)
+    for j in range(1, k):
+        np.dot(xp[j * dilation: j * dilation + T], w[j * cin:(j + 1) * cin], out=tmp)
+        out += tmp
+    return out
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def overlap_add(y, carry, bias, s, out):
+    """Transposed-conv overlap-add with stride s and a streaming carry.
+
+    y:     [n, k, C] per-input full contributions (X . W).
+    carry: [k-s, C] in: the tail left by the previous call (zeros at start); out: the new tail.
+    out:   [n*s, C]  = bias + sum_{i*s + r = p} y[i, r] (+ old carry for p < k-s).
+    """
+    n, k, C = y.shape
+    ntail = k - s
+    total = n * s + ntail
+    full = np.empty((total, C), np.float32)
+    for p in prange(total):
+        for c in range(C):
+            full[p, c] = 0.0
+        if p < ntail:
+            for c in range(C):
+                full[p, c] = carry[p, c]
+        # inputs i with 0 <= p - i*s < k  ->  i in [ceil((p-k+1)/s), floor(p/s)] intersect [0, n)
+        i_hi = p // s
+        if i_hi > n - 1:
+            i_hi = n - 1
+        i_lo = (p - k + s) // s  # == ceil((p - k + 1) / s) for integers
+        if i_lo < 0:
+            i_lo = 0
+        for i in range(i_lo, i_hi + 1):
+            r = p - i * s
+            for c in range(C):
+                full[p, c] += y[i, r, c]
+    for p in prange(n * s):
+        for c in range(C):
+            out[p, c] = full[p, c] + bias[c]
+    for p in range(ntail):
+        for c in range(C):
+            carry[p, c] = full[n * s + p, c]
+
+
+def trans_conv(x: np.ndarray, w: np.ndarray, k: int, s: int, bias: np.ndarray, carry: np.ndarray,
+               out: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+    """Causal transposed conv (right trim k-s) of x [n, Cin] -> out [n*s, Cout] (+bias); carry updated.
+
+    w: [Cin, k*Cout] (trans_conv_weight). y: optional scratch [n, k*Cout].
+    """
+    n = x.shape[0]
+    cout = out.shape[1]
+    if y is None:
+        y = np.empty((n, k * cout), np.float32)
+    else:
+        y = y.reshape(-1)[: n * k * cout].reshape(n, k * cout)
+    matmul(x, w, y)
+    overlap_add(y.reshape(n, k, cout), carry, bias, s, out)
+    return out
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def dwconv_causal(xp, w, bias, out):
+    """Depthwise causal conv: out[t, c] = bias[c] + sum_j xp[t + j, c] * w[j, c]; xp has T+k-1 rows."""
+    T, C = out.shape
+    k = w.shape[0]
+    for t in prange(T):
+        for c in range(C):
+            out[t, c] = bias[c]
+        for j in range(k):
+            for c in range(C):
+                out[t, c] += xp[t + j, c] * w[j, c]

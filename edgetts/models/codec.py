@@ -1,0 +1,488 @@
+"""Qwen3-TTS-Tokenizer-12Hz codec decoder: codes [frames, groups] -> 24 kHz waveform.
+
+spec/codec.md sections 2-4. Everything is time-major ([T, C], C contiguous) so each conv is a
+GEMM with M = T. The whole decoder is causal, so one code path serves both uses:
+
+    codec = Codec.load(edgetts.weights.open(path))
+    wav = codec.decode(codes)             # one-shot
+    st = codec.stream(); st.push(codes[:1]); st.push(codes[1:5])   # incremental, exact
+
+CodecStream keeps, per layer, only what the next frames need (section 4): conv left context
+((k-1)*d rows), transposed-conv carry (k-s rows), the transformer's K/V for the last
+sliding_window-1 frames, and the absolute position. Memory and per-frame work are constant.
+decode() is a fresh stream fed in chunks of `chunk_frames` (bounded scratch memory); the output
+is identical to a single full forward pass up to float32 rounding.
+
+Load-time folding: each RVQ codebook times its group's output_proj -> one [codebook_size,
+codebook_dim] table per quantizer (z = sum of 16 row gathers); SnakeBeta exp(alpha) and
+1/(exp(beta)+1e-9); weights re-laid for time-major GEMMs (conv: [k*Cin, Cout], linear: [in, out],
+q|k|v and gate|up fused).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import EdgeTTSError
+from ..gguf.names import GGUFView
+from ..kernels import codec_attn as ka
+from ..kernels import conv as kc
+from ..kernels import snake as ks
+
+SNAKE_EPS = 1e-9
+CONVNEXT_EPS = 1e-6
+GGUF_ARCH = "qwen3-tts-tokenizer"
+
+
+# ------------------------------------------------------------------------------------ config
+@dataclass
+class CodecConfig:
+    codebook_size: int
+    codebook_dim: int
+    num_quantizers: int
+    latent_dim: int
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    sliding_window: int
+    upsample_rates: list = field(default_factory=list)
+    upsampling_ratios: list = field(default_factory=list)
+    decoder_dim: int = 0
+    num_semantic_quantizers: int = 1
+    rope_theta: float = 10000.0
+    rms_norm_eps: float = 1e-5
+    sample_rate: int = 24000
+
+    @property
+    def samples_per_frame(self) -> int:
+        return int(np.prod(list(self.upsampling_ratios) + list(self.upsample_rates)))
+
+    @classmethod
+    def from_dict(cls, d: dict, sample_rate: int = 24000) -> "CodecConfig":
+        try:
+            heads = int(d["num_attention_heads"])
+            hidden = int(d["hidden_size"])
+            return cls(
+                codebook_size=int(d["codebook_size"]),
+                codebook_dim=int(d["codebook_dim"]),
+                num_quantizers=int(d["num_quantizers"]),
+                latent_dim=int(d["latent_dim"]),
+                hidden_size=hidden,
+                intermediate_size=int(d["intermediate_size"]),
+                num_hidden_layers=int(d["num_hidden_layers"]),
+                num_attention_heads=heads,
+                num_key_value_heads=int(d.get("num_key_value_heads", heads)),
+                head_dim=int(d.get("head_dim") or hidden // heads),
+                sliding_window=int(d["sliding_window"]),
+                upsample_rates=[int(r) for r in d["upsample_rates"]],
+                upsampling_ratios=[int(r) for r in d["upsampling_ratios"]],
+                decoder_dim=int(d["decoder_dim"]),
+                num_semantic_quantizers=int(d.get("num_semantic_quantizers", 1) or 1),
+                rope_theta=float(d.get("rope_theta", 10000.0)),
+                rms_norm_eps=float(d.get("rms_norm_eps", 1e-5)),
+                sample_rate=int(sample_rate),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise EdgeTTSError(f"codec config: missing or bad decoder setting ({e})") from None
+
+    @classmethod
+    def from_hf(cls, cfg: dict) -> "CodecConfig":
+        if not cfg or "decoder_config" not in cfg:
+            raise EdgeTTSError("codec config.json has no decoder_config")
+        return cls.from_dict(cfg["decoder_config"], cfg.get("output_sample_rate", 24000))
+
+    @classmethod
+    def from_gguf(cls, meta: dict) -> "CodecConfig":
+        pre = f"{GGUF_ARCH}.decoder."
+        d = {k[len(pre):]: v for k, v in meta.items() if k.startswith(pre)}
+        return cls.from_dict(d, meta.get(f"{GGUF_ARCH}.output_sample_rate", 24000))
+
+
+# ------------------------------------------------------------------------------------ layers
+def _snake_params(alpha: np.ndarray, beta: np.ndarray):
+    a = np.exp(alpha.astype(np.float64)).astype(np.float32)
+    inv_b = (1.0 / (np.exp(beta.astype(np.float64)) + SNAKE_EPS)).astype(np.float32)
+    return a, inv_b
+
+
+class _Conv:
+    """Causal conv, stride 1: weights [k*Cin, Cout], bias [Cout], left context (k-1)*d rows."""
+
+    def __init__(self, w_torch, bias, dilation=1):
+        self.cout, self.cin, self.k = w_torch.shape
+        self.d = dilation
+        self.w = kc.conv_weight(w_torch)
+        self.bias = np.ascontiguousarray(bias, np.float32)
+        self.ctx = (self.k - 1) * dilation
+
+    def state(self):
+        return np.zeros((self.ctx, self.cin), np.float32)
+
+    def padded(self, st, n):
+        """A [ctx + n, Cin] buffer with the state in front; the caller fills rows ctx: ."""
+        buf = np.empty((self.ctx + n, self.cin), np.float32)
+        buf[: self.ctx] = st
+        return buf
+
+    def run(self, buf, st):
+        """Conv over buf (state + new rows, bias NOT added); stores the new left context."""
+        n = buf.shape[0] - self.ctx
+        st[:] = buf[n:]
+        out = np.empty((n, self.cout), np.float32)
+        return kc.causal_conv(buf, self.w, self.k, self.d, out)
+
+
+class _TransConv:
+    def __init__(self, w_torch, bias, stride):
+        self.cin, self.cout, self.k = w_torch.shape
+        self.s = int(stride)
+        if self.k < self.s:
+            raise EdgeTTSError(f"codec: transposed conv kernel {self.k} shorter than its stride {self.s}")
+        self.w = kc.trans_conv_weight(w_torch)
+        self.bias = np.ascontiguousarray(bias, np.float32)
+
+    def state(self):
+        return np.zeros((self.k - self.s, self.cout), np.float32)
+
+    def run(self, x, carry):
+        out = np.empty((x.shape[0] * self.s, self.cout), np.float32)
+        return kc.trans_conv(x, self.w, self.k, self.s, self.bias, carry, out)
+
+
+class CodecDecoder:
+    """Weights of the decoder, laid out for the time-major kernels. Built by Codec.load."""
+
+    def __init__(self, cfg: CodecConfig, view: GGUFView):
+        self.cfg = cfg
+        get = self._getter(view)
+
+        # RVQ: fold output_proj into the codebooks -> [nq, codebook_size, codebook_dim]
+        nsem = cfg.num_semantic_quantizers
+        groups = [("vq_first", range(nsem)), ("vq_rest", range(cfg.num_quantizers - nsem))]
+        tables = []
+        for g, idx in groups:
+            if len(idx) == 0:
+                continue
+            proj = get(f"tok_dec.{g}.output_proj.weight")
+            proj = proj.reshape(proj.shape[0], proj.shape[1])  # [codebook_dim, dim_internal]
+            for i in idx:
+                cb = get(f"tok_dec.{g}.{i}.codebook")  # [codebook_size, dim_internal]
+                if cb.shape[0] != cfg.codebook_size:
+                    raise EdgeTTSError(f"codec: codebook {g}.{i} has {cb.shape[0]} rows, "
+                                       f"config says codebook_size {cfg.codebook_size}")
+                tables.append((cb.astype(np.float64) @ proj.T.astype(np.float64)).astype(np.float32))
+        self.tables = np.ascontiguousarray(np.stack(tables))
+        self.codebook_dim = self.tables.shape[2]
+
+        self.pre_conv = _Conv(get("tok_dec.pre_conv.weight"), get("tok_dec.pre_conv.bias"))
+
+        # transformer
+        t = "tok_dec.pre_tfm."
+        self.in_w = np.ascontiguousarray(get(t + "input_proj.weight").T)
+        self.in_b = get(t + "input_proj.bias")
+        self.layers = []
+        for i in range(cfg.num_hidden_layers):
+            b = f"{t}blk.{i}."
+            wq, wk, wv = get(b + "attn_q.weight"), get(b + "attn_k.weight"), get(b + "attn_v.weight")
+            if wq.shape[0] != cfg.num_attention_heads * cfg.head_dim or \
+                    wk.shape[0] != cfg.num_key_value_heads * cfg.head_dim:
+                raise EdgeTTSError(f"codec: attention weights {wq.shape}/{wk.shape} do not match "
+                                   f"heads {cfg.num_attention_heads}/{cfg.num_key_value_heads} x {cfg.head_dim}")
+            self.layers.append(dict(
+                attn_norm=get(b + "attn_norm.weight"),
+                qkv=np.ascontiguousarray(np.concatenate([wq, wk, wv], 0).T),
+                o=np.ascontiguousarray(get(b + "attn_output.weight").T),
+                attn_scale=get(b + "attn_scale"),
+                ffn_norm=get(b + "ffn_norm.weight"),
+                gate_up=np.ascontiguousarray(
+                    np.concatenate([get(b + "ffn_gate.weight"), get(b + "ffn_up.weight")], 0).T),
+                down=np.ascontiguousarray(get(b + "ffn_down.weight").T),
+                ffn_scale=get(b + "ffn_scale"),
+            ))
+        self.norm_w = get(t + "norm.weight")
+        self.out_w = np.ascontiguousarray(get(t + "output_proj.weight").T)
+        self.out_b = get(t + "output_proj.bias")
+
+        # upsampler: transposed conv (k = s = ratio) + ConvNeXt
+        self.upsample = []
+        for u, ratio in enumerate(cfg.upsampling_ratios):
+            p = f"tok_dec.upsample.{u}."
+            dw = get(p + "dwconv.weight")  # [C, 1, k]
+            self.upsample.append(dict(
+                tconv=_TransConv(get(p + "conv.weight"), get(p + "conv.bias"), ratio),
+                dw_w=np.ascontiguousarray(dw[:, 0, :].T), dw_b=get(p + "dwconv.bias"),
+                dw_ctx=dw.shape[2] - 1,
+                norm_w=get(p + "norm.weight"), norm_b=get(p + "norm.bias"),
+                pw1=np.ascontiguousarray(get(p + "pwconv1.weight").T), pw1_b=get(p + "pwconv1.bias"),
+                pw2=np.ascontiguousarray(get(p + "pwconv2.weight").T), pw2_b=get(p + "pwconv2.bias"),
+                gamma=get(p + "gamma"),
+            ))
+
+        # wave decoder
+        self.dec0 = _Conv(get("tok_dec.dec.0.conv.weight"), get("tok_dec.dec.0.conv.bias"))
+        self.blocks = []
+        for bi, rate in enumerate(cfg.upsample_rates):
+            p = f"tok_dec.dec.{bi + 1}."
+            units = []
+            j = 0
+            while f"{p}res.{j}.conv1.weight" in view:
+                r = f"{p}res.{j}."
+                units.append(dict(
+                    act1=_snake_params(get(r + "act1.alpha"), get(r + "act1.beta")),
+                    conv1=_Conv(get(r + "conv1.weight"), get(r + "conv1.bias"), dilation=3 ** j),
+                    act2=_snake_params(get(r + "act2.alpha"), get(r + "act2.beta")),
+                    conv2=_Conv(get(r + "conv2.weight"), get(r + "conv2.bias")),
+                ))
+                j += 1
+            self.blocks.append(dict(
+                snake=_snake_params(get(p + "snake.alpha"), get(p + "snake.beta")),
+                tconv=_TransConv(get(p + "conv_t.weight"), get(p + "conv_t.bias"), rate),
+                units=units,
+            ))
+        nb = len(cfg.upsample_rates)
+        self.final_snake = _snake_params(get(f"tok_dec.dec.{nb + 1}.snake.alpha"),
+                                         get(f"tok_dec.dec.{nb + 1}.snake.beta"))
+        self.final_conv = _Conv(get(f"tok_dec.dec.{nb + 2}.conv.weight"), get(f"tok_dec.dec.{nb + 2}.conv.bias"))
+        self._check()
+
+    @staticmethod
+    def _getter(view):
+        def get(name):
+            if name not in view:
+                raise EdgeTTSError(f"codec weights: tensor {name!r} missing")
+            return np.ascontiguousarray(view[name].numpy(), np.float32)
+        return get
+
+    def _check(self):
+        cfg = self.cfg
+        if self.tables.shape[0] != cfg.num_quantizers:
+            raise EdgeTTSError(f"codec: {self.tables.shape[0]} codebooks, config says {cfg.num_quantizers}")
+        if self.pre_conv.cin != self.codebook_dim or self.pre_conv.cout != cfg.latent_dim:
+            raise EdgeTTSError(f"codec: pre_conv is {self.pre_conv.cin}->{self.pre_conv.cout}, "
+                               f"expected {self.codebook_dim}->{cfg.latent_dim}")
+        if self.in_w.shape != (cfg.latent_dim, cfg.hidden_size):
+            raise EdgeTTSError(f"codec: transformer input_proj {self.in_w.shape[::-1]} does not match "
+                               f"hidden_size {cfg.hidden_size} / latent_dim {cfg.latent_dim}")
+        if self.dec0.cout != cfg.decoder_dim:
+            raise EdgeTTSError(f"codec: decoder.0 has {self.dec0.cout} channels, decoder_dim is {cfg.decoder_dim}")
+
+
+# ------------------------------------------------------------------------------------ stream
+class CodecStream:
+    """Incremental decoder: push(codes [n, groups]) -> float32 [n * samples_per_frame]."""
+
+    def __init__(self, codec: "Codec", max_chunk: int = 0):
+        self.codec = codec
+        self.dec = codec.decoder
+        self.max_chunk = max_chunk or codec.chunk_frames
+        self.reset()
+
+    def reset(self) -> None:
+        d, cfg = self.dec, self.dec.cfg
+        self.pos = 0
+        self.pre_st = d.pre_conv.state()
+        W = max(cfg.sliding_window - 1, 0)
+        kvw = cfg.num_key_value_heads * cfg.head_dim
+        self.kcache = np.zeros((len(d.layers), W, kvw), np.float32)
+        self.vcache = np.zeros((len(d.layers), W, kvw), np.float32)
+        self.n_past = 0
+        self.up_st = [(u["tconv"].state(), np.zeros((u["dw_ctx"], cfg.latent_dim), np.float32))
+                      for u in d.upsample]
+        self.dec0_st = d.dec0.state()
+        self.block_st = [(b["tconv"].state(), [u["conv1"].state() for u in b["units"]]) for b in d.blocks]
+        self.final_st = d.final_conv.state()
+
+    def push(self, codes) -> np.ndarray:
+        codes = self.codec.check_codes(codes)
+        n = codes.shape[0]
+        spf = self.codec.samples_per_frame
+        out = np.empty(n * spf, np.float32)
+        for a in range(0, n, self.max_chunk):
+            b = min(n, a + self.max_chunk)
+            out[a * spf: b * spf] = self._step(codes[a:b])
+        return out
+
+    # -- one chunk through every stage
+    def _step(self, codes: np.ndarray) -> np.ndarray:
+        d = self.dec
+        x = self._rvq(codes)
+        x = self._pre_conv(x)
+        x = self._transformer(x)
+        for u, st in zip(d.upsample, self.up_st):
+            x = self._upsample(u, st, x)
+        x = d.dec0.run(self._fill(d.dec0, self.dec0_st, x), self.dec0_st)
+        bias = d.dec0.bias
+        for blk, st in zip(d.blocks, self.block_st):
+            x = self._block(blk, st, x, bias)
+            bias = np.zeros(x.shape[1], np.float32)
+        fc = d.final_conv
+        buf = fc.padded(self.final_st, x.shape[0])
+        a, ib = d.final_snake
+        ks.snake_beta(x, bias, a, ib, buf[fc.ctx:])
+        y = fc.run(buf, self.final_st)
+        y += fc.bias
+        np.clip(y, -1.0, 1.0, out=y)
+        return y.reshape(-1) if y.shape[1] == 1 else y[:, 0]
+
+    @staticmethod
+    def _fill(conv, st, x):
+        buf = conv.padded(st, x.shape[0])
+        buf[conv.ctx:] = x
+        return buf
+
+    def _rvq(self, codes):
+        tables = self.dec.tables
+        x = tables[0][codes[:, 0]]
+        for q in range(1, tables.shape[0]):
+            x += tables[q][codes[:, q]]
+        return x
+
+    def _pre_conv(self, x):
+        c = self.dec.pre_conv
+        y = c.run(self._fill(c, self.pre_st, x), self.pre_st)
+        y += c.bias
+        return y
+
+    def _transformer(self, x):
+        d, cfg = self.dec, self.dec.cfg
+        n = x.shape[0]
+        H, Hkv, hd = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        W = self.kcache.shape[1]
+        eps = np.float32(cfg.rms_norm_eps)
+        h = kc.matmul(x, d.in_w)
+        h += d.in_b
+        cos, sin = ka.rope_cos_sin(np.arange(self.pos, self.pos + n), hd, cfg.rope_theta)
+        a = np.empty_like(h)
+        att = np.empty((n, H, hd), np.float32)
+        n_past = self.n_past
+        scale = np.float32(hd ** -0.5)
+        for li, L in enumerate(d.layers):
+            ka.rms_norm(h, L["attn_norm"], eps, a)
+            qkv = kc.matmul(a, L["qkv"])
+            q = qkv[:, : H * hd].reshape(n, H, hd)
+            k = qkv[:, H * hd: (H + Hkv) * hd].reshape(n, Hkv, hd)
+            v = qkv[:, (H + Hkv) * hd:].reshape(n, Hkv, hd)
+            ka.rope_rotate(q, cos, sin)
+            ka.rope_rotate(k, cos, sin)
+            kall = np.concatenate([self.kcache[li, W - n_past:].reshape(n_past, Hkv, hd), k], 0)
+            vall = np.concatenate([self.vcache[li, W - n_past:].reshape(n_past, Hkv, hd), v], 0)
+            ka.window_attention(q, kall, vall, n_past, cfg.sliding_window, scale, att)
+            o = kc.matmul(att.reshape(n, H * hd), L["o"])
+            ks.scale_residual(h, o, _ZERO(h.shape[1]), L["attn_scale"])
+            ka.rms_norm(h, L["ffn_norm"], eps, a)
+            gu = kc.matmul(a, L["gate_up"])
+            I = gu.shape[1] // 2
+            g = gu[:, :I]
+            ka.silu_mul(g, gu[:, I:])
+            m = kc.matmul(np.ascontiguousarray(g), L["down"])
+            ks.scale_residual(h, m, _ZERO(h.shape[1]), L["ffn_scale"])
+            # keep the last W frames of K/V (a window of sliding_window - 1 past frames)
+            if W > 0:
+                kf = kall.reshape(-1, Hkv * hd)
+                vf = vall.reshape(-1, Hkv * hd)
+                keep = min(W, kf.shape[0])
+                self.kcache[li, W - keep:] = kf[kf.shape[0] - keep:]
+                self.vcache[li, W - keep:] = vf[vf.shape[0] - keep:]
+        self.n_past = min(W, n_past + n)
+        self.pos += n
+        ka.rms_norm(h, d.norm_w, eps, a)
+        y = kc.matmul(a, d.out_w)
+        y += d.out_b
+        return y
+
+    def _upsample(self, u, st, x):
+        carry, dw_st = st
+        y = u["tconv"].run(x, carry)
+        T, C = y.shape
+        ctx = u["dw_ctx"]
+        buf = np.empty((ctx + T, C), np.float32)
+        buf[:ctx] = dw_st
+        buf[ctx:] = y
+        dw_st[:] = buf[T:]
+        h = np.empty((T, C), np.float32)
+        kc.dwconv_causal(buf, u["dw_w"], u["dw_b"], h)
+        ks.layer_norm(h, u["norm_w"], u["norm_b"], CONVNEXT_EPS, h)
+        p = kc.matmul(h, u["pw1"])
+        ks.gelu_erf(p, u["pw1_b"])
+        q = kc.matmul(p, u["pw2"])
+        ks.scale_residual(y, q, u["pw2_b"], u["gamma"])
+        return y
+
+    def _block(self, blk, st, x, bias):
+        carry, unit_st = st
+        a, ib = blk["snake"]
+        s = np.empty_like(x)
+        ks.snake_beta(x, bias, a, ib, s)
+        y = blk["tconv"].run(s, carry)
+        zero = _ZERO(y.shape[1])
+        for u, ust in zip(blk["units"], unit_st):
+            c1 = u["conv1"]
+            buf = c1.padded(ust, y.shape[0])
+            a1, ib1 = u["act1"]
+            ks.snake_beta(y, zero, a1, ib1, buf[c1.ctx:])
+            h = c1.run(buf, ust)
+            a2, ib2 = u["act2"]
+            ks.snake_beta(h, c1.bias, a2, ib2, h)
+            z = kc.matmul(h, u["conv2"].w)
+            ks.residual_add(y, z, u["conv2"].bias)
+        return y
+
+
+_ZEROS: dict = {}
+
+
+def _ZERO(n):
+    z = _ZEROS.get(n)
+    if z is None:
+        z = _ZEROS[n] = np.zeros(n, np.float32)
+    return z
+
+
+# ------------------------------------------------------------------------------------ codec
+class Codec:
+    """The codec decoder. Codec.load(checkpoint); decode(codes) or stream().push(codes)."""
+
+    chunk_frames = 8
+
+    def __init__(self, decoder: CodecDecoder):
+        self.decoder = decoder
+        cfg = decoder.cfg
+        self.config = cfg
+        self.sample_rate = cfg.sample_rate
+        self.samples_per_frame = cfg.samples_per_frame
+        self.num_quantizers = cfg.num_quantizers
+        self.codebook_size = cfg.codebook_size
+
+    @classmethod
+    def load(cls, checkpoint) -> "Codec":
+        if getattr(checkpoint, "codec", None) is None:
+            raise EdgeTTSError(f"{getattr(checkpoint, 'root', 'checkpoint')}: no codec (speech tokenizer) "
+                               "weights found; expected speech_tokenizer/ or a qwen3-tts-tokenizer GGUF")
+        w = checkpoint.codec
+        if w.format == "gguf":
+            cfg = CodecConfig.from_gguf(w.metadata)
+        else:
+            cfg = CodecConfig.from_hf(getattr(checkpoint, "codec_config", None))
+        return cls(CodecDecoder(cfg, GGUFView(w)))
+
+    def check_codes(self, codes) -> np.ndarray:
+        c = np.asarray(codes)
+        if c.ndim != 2 or c.shape[1] != self.num_quantizers:
+            raise EdgeTTSError(f"codec: codes must be [frames, {self.num_quantizers}], got shape {c.shape}")
+        if c.size and not np.issubdtype(c.dtype, np.integer):
+            raise EdgeTTSError(f"codec: codes must be integers, got {c.dtype}")
+        if c.size and (c.min() < 0 or c.max() >= self.codebook_size):
+            raise EdgeTTSError(f"codec: code values must be in 0..{self.codebook_size - 1}, "
+                               f"got {int(c.min())}..{int(c.max())}")
+        return c.astype(np.int64, copy=False)
+
+    def decode(self, codes) -> np.ndarray:
+        """codes int [frames, groups] -> float32 [frames * samples_per_frame] in [-1, 1]."""
+        return self.stream().push(codes)
+
+    def stream(self) -> CodecStream:
+        return CodecStream(self)
