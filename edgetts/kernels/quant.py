@@ -1,0 +1,302 @@
+"""Block quantization helpers shared by the matmul kernels and the quantizer.
+
+GGML block formats (gguf-py / ggml-quants.c), 32 values per block:
+  Q8_0: 34 bytes = float16 d, int8 q[32];                         x = d * q
+  Q4_0: 18 bytes = float16 d, uint8 nibbles[16] (value j in the low nibble of byte j,
+        value j+16 in the high nibble);                            x = d * (q - 8)
+
+Here:
+  * float16 <-> float32 conversion on raw uint16 bits inside numba (numba has no float16 type),
+    and bfloat16 bits -> float32,
+  * `quantize_act`: the activation of a quantized matvec, quantized ONCE to int8 blocks of 32
+    (Q8_0 style: d = max|x| / 127, q = round(x / d)) plus per-block sums of q (for Q4_0),
+  * `quantize_q8_0` / `quantize_q4_0`: numba block quantizers, bit-exact with gguf.quants
+    (which is pure numpy and slow on a full model),
+  * `dequantize_q8_0_rows` / `dequantize_q4_0_rows`: a row range to float32 (embedding lookups,
+    tiles for BLAS).
+"""
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
+
+QK = 32  # values per Q8_0 / Q4_0 block
+Q8_0_BYTES = 34
+Q4_0_BYTES = 18
+
+
+# ------------------------------------------------------------------------- bit conversions
+
+def _low16(builder, v, ty):
+    return builder.trunc(v, ir.IntType(16)) if ty.bitwidth > 16 else v
+
+
+@intrinsic
+def f16_to_f32(typingctx, h):
+    """float16 bits (low 16 bits of an integer) -> float32 (LLVM fpext half: vcvtph2ps)."""
+    if not isinstance(h, types.Integer) or h.bitwidth < 16:
+        return None
+
+    def codegen(context, builder, signature, args):
+        v = _low16(builder, args[0], signature.args[0])
+        return builder.fpext(builder.bitcast(v, ir.HalfType()), ir.FloatType())
+
+    return types.float32(h), codegen
+
+
+@intrinsic
+def f32_to_f16(typingctx, x):
+    """float32 -> float16 bits (uint16), round to nearest even (as numpy astype(float16))."""
+    if not isinstance(x, types.Float) or x.bitwidth != 32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
+
+    return types.uint16(x), codegen
+
+
+@intrinsic
+def bf16_to_f32(typingctx, h):
+    """bfloat16 bits (low 16 bits of an integer) -> float32 (the high half of a float32)."""
+    if not isinstance(h, types.Integer) or h.bitwidth < 16:
+        return None
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        v = _low16(builder, args[0], signature.args[0])
+        w = builder.shl(builder.zext(v, i32), ir.Constant(i32, 16))
+        return builder.bitcast(w, ir.FloatType())
+
+    return types.float32(h), codegen
+
+
+# ------------------------------------------------------------------- activation quantization
+
+@njit(cache=True, nogil=True, fastmath=True)
+def quantize_act(x, xq, xd, xs):
+    """x float32[n] (n = 32*nb) -> xq int8[n], xd float32[nb] (scale), xs int32[nb] (sum of xq).
+
+    Per block: d = max|x| / 127, q = round-half-away(x / d). Allocates nothing.
+    """
+    nb = x.shape[0] // QK
+    for b in range(nb):
+        o = b * QK
+        amax = np.float32(0.0)
+        for i in range(QK):
+            a = abs(x[o + i])
+            amax = a if a > amax else amax
+        d = amax / np.float32(127.0)
+        inv = np.float32(1.0) / d if d > 0 else np.float32(0.0)
+        s = 0
+        for i in range(QK):
+            v = x[o + i] * inv
+            q = np.int32(np.floor(abs(v) + np.float32(0.5)))
+            q = -q if v < 0 else q
+            xq[o + i] = q
+            s += q
+        xd[b] = d
+        xs[b] = s
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def quantize_act_rows(X, XQ, XD, XS):
+    """Row by row quantize_act for X float32[n, cols]."""
+    for t in range(X.shape[0]):
+        quantize_act(X[t], XQ[t], XD[t], XS[t])
+
+
+# ----------------------------------------------------- weight quantizers (bit-exact with gguf)
+
+@njit(cache=True, nogil=True)
+def _roundf(v):
+    # gguf.quants.np_roundf: round half away from zero, in float32
+    a = abs(v)
+    fl = np.floor(a)
+    b = fl + np.floor(np.float32(2.0) * (a - fl))
+    return -b if v < 0 else b
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def quantize_q8_0(x, out):
+    """x float32[rows, cols] (cols % 32 == 0) -> out uint8[rows, cols // 32 * 34]."""
+    rows, cols = x.shape
+    nb = cols // QK
+    for r in prange(rows):
+        for b in range(nb):
+            o = b * QK
+            amax = np.float32(0.0)
+            for i in range(QK):
+                a = abs(x[r, o + i])
+                if a > amax:
+                    amax = a
+            d = amax / np.float32(127.0)
+            inv = np.float32(1.0) / d if d != 0 else np.float32(0.0)
+            h = f32_to_f16(d)
+            ob = b * Q8_0_BYTES
+            out[r, ob] = h & 0xFF
+            out[r, ob + 1] = h >> 8
+            for i in range(QK):
+                q = np.int32(_roundf(x[r, o + i] * inv))
+                out[r, ob + 2 + i] = np.uint8(q & 0xFF)
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def quantize_q4_0(x, out):
+    """x float32[rows, cols] (cols % 32 == 0) -> out uint8[rows, cols // 32 * 18]."""
+    rows, cols = x.shape
+    nb = cols // QK
+    for r in prange(rows):
+        for b in range(nb):
+            o = b * QK
+            amax = np.float32(0.0)
+            vmax = np.float32(0.0)
+            for i in range(QK):
+                v = x[r, o + i]
+                if abs(v) > amax:  # first index of the largest |x|, as numpy argmax
+                    amax = abs(v)
+                    vmax = v
+            d = vmax / np.float32(-8.0)
+            inv = np.float32(1.0) / d if d != 0 else np.float32(0.0)
+            h = f32_to_f16(d)
+            ob = b * Q4_0_BYTES
+            out[r, ob] = h & 0xFF
+            out[r, ob + 1] = h >> 8
+            for j in range(QK // 2):
+                q0 = min(np.int32(x[r, o + j] * inv + np.float32(8.5)), 15)
+                q1 = min(np.int32(x[r, o + j + 16] * inv + np.float32(8.5)), 15)
+                out[r, ob + 2 + j] = np.uint8(q0 | (q1 << 4))
+
+
+# ------------------------------------------------------------------------------ dequantizers
+
+@njit(cache=True, nogil=True)
+def dequantize_q8_0_rows(data, r0, r1, out):
+    """Rows r0..r1 of Q8_0 uint8[rows, row_bytes] -> out float32[r1 - r0, cols]."""
+    nb = data.shape[1] // Q8_0_BYTES
+    for r in range(r0, r1):
+        for b in range(nb):
+            ob = b * Q8_0_BYTES
+            d = f16_to_f32(np.int32(data[r, ob]) | (np.int32(data[r, ob + 1]) << 8))
+            for i in range(QK):
+                q = np.int32(data[r, ob + 2 + i])
+                q = q - 256 if q > 127 else q
+                out[r - r0, b * QK + i] = d * np.float32(q)
+
+
+@njit(cache=True, nogil=True)
+def dequantize_q4_0_rows(data, r0, r1, out):
+    """Rows r0..r1 of Q4_0 uint8[rows, row_bytes] -> out float32[r1 - r0, cols]."""
+    nb = data.shape[1] // Q4_0_BYTES
+    for r in range(r0, r1):
+        for b in range(nb):
+            ob = b * Q4_0_BYTES
+            d = f16_to_f32(np.int32(data[r, ob]) | (np.int32(data[r, ob + 1]) << 8))
+            for j in range(QK // 2):
+                q = np.int32(data[r, ob + 2 + j])
+                out[r - r0, b * QK + j] = d * np.float32((q & 15) - 8)
+                out[r - r0, b * QK + j + 16] = d * np.float32((q >> 4) - 8)
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def dequantize_q8_0_par(data, out):
+    rows = data.shape[0]
+    for r in prange(rows):
+        dequantize_q8_0_rows(data, r, r + 1, out[r:r + 1])
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def dequantize_q4_0_par(data, out):
+    rows = data.shape[0]
+    for r in prange(rows):
+        dequantize_q4_0_rows(data, r, r + 1, out[r:r + 1])
+
+
+# ------------------------------------------------------------- block dot products (LLVM IR)
+#
+# One block of 32: int8 weights / 4-bit weights against the int8 activation, int32 result.
+# Written as generic LLVM vector IR (load <32 x i8>, extend, multiply, llvm.vector.reduce.add)
+# so the backend picks the instructions for the host: on AVX512-VNNI the unsigned x signed form
+# becomes vpdpbusd, elsewhere vpmaddubsw/vpmaddwd. numba's loop vectorizer does not find these
+# on its own (it unrolls the 32-step loop into scalar 64-bit multiplies). Portable: no x86
+# intrinsics are named. `a`, `b`: C-contiguous arrays of 1-byte items; offsets are flat
+# element offsets into them.
+
+_I8, _I32 = ir.IntType(8), ir.IntType(32)
+
+
+def _byte_ptr(context, builder, aryty, ary, off, vecty):
+    data = context.make_array(aryty)(context, builder, value=ary).data
+    return builder.bitcast(builder.gep(data, [off]), vecty.as_pointer())
+
+
+def _reduce_add(builder, v):
+    from numba.core import cgutils
+
+    fnty = ir.FunctionType(_I32, [v.type])
+    fn = cgutils.get_or_insert_function(builder.module, fnty,
+                                        "llvm.vector.reduce.add.v%di32" % v.type.count)
+    return builder.call(fn, [v])
+
+
+def _is_byte_array(t):
+    return isinstance(t, types.Array) and t.dtype.bitwidth == 8 and t.layout == "C"
+
+
+@intrinsic
+def dot_u8s8_32(typingctx, a, ao, b, bo):
+    """sum_{i<32} u8(a[ao+i] ^ 0x80) * s8(b[bo+i]) = sum (a_s8 + 128) * b  (vpdpbusd shape).
+
+    For signed int8 weights: dot = dot_u8s8_32(...) - 128 * sum(b block).
+    """
+    if not (_is_byte_array(a) and _is_byte_array(b)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        v32 = ir.VectorType(_I8, 32)
+        va = builder.load(_byte_ptr(context, builder, sig.args[0], args[0], args[1], v32), align=1)
+        vb = builder.load(_byte_ptr(context, builder, sig.args[2], args[2], args[3], v32), align=1)
+        va = builder.xor(va, ir.Constant(v32, [0x80] * 32))
+        w = ir.VectorType(_I32, 32)
+        return _reduce_add(builder, builder.mul(builder.zext(va, w), builder.sext(vb, w)))
+
+    return types.int32(a, ao, b, bo), codegen
+
+
+@intrinsic
+def dot_s8s8_32(typingctx, a, ao, b, bo):
+    """sum_{i<32} s8(a[ao+i]) * s8(b[bo+i]) (vpmovsxbw + vpmaddwd shape)."""
+    if not (_is_byte_array(a) and _is_byte_array(b)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        v32 = ir.VectorType(_I8, 32)
+        va = builder.load(_byte_ptr(context, builder, sig.args[0], args[0], args[1], v32), align=1)
+        vb = builder.load(_byte_ptr(context, builder, sig.args[2], args[2], args[3], v32), align=1)
+        w = ir.VectorType(_I32, 32)
+        return _reduce_add(builder, builder.mul(builder.sext(va, w), builder.sext(vb, w)))
+
+    return types.int32(a, ao, b, bo), codegen
+
+
+@intrinsic
+def dot_u4s8_32(typingctx, a, ao, b, bo):
+    """Q4_0 nibbles: 16 bytes a[ao..ao+16] hold 32 unsigned 4-bit values (value j in the low
+    nibble of byte j, value j+16 in the high nibble); sum_j u4_j * s8(b[bo+j]) (vpdpbusd shape).
+    For Q4_0: dot = dot_u4s8_32(...) - 8 * sum(b block)."""
+    if not (_is_byte_array(a) and _is_byte_array(b)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        v16, v32 = ir.VectorType(_I8, 16), ir.VectorType(_I8, 32)
+        va = builder.load(_byte_ptr(context, builder, sig.args[0], args[0], args[1], v16), align=1)
+        vb = builder.load(_byte_ptr(context, builder, sig.args[2], args[2], args[3], v32), align=1)
+        lo = builder.and_(va, ir.Constant(v16, [15] * 16))
+        hi = builder.lshr(va, ir.Constant(v16, [4] * 16))
+        q = builder.shuffle_vector(lo, hi, ir.Constant(ir.VectorType(_I32, 32), list(range(32))))
+        w = ir.VectorType(_I32, 32)
+        return _reduce_add(builder, builder.mul(builder.zext(q, w), builder.sext(vb, w)))
+
+    return types.int32(a, ao, b, bo), codegen
