@@ -38,7 +38,6 @@ class Predictor:
         self.x1 = np.zeros((1, c.hidden), np.float32)
         self.logits = np.zeros(c.vocab, np.float32)
         self.work = np.zeros(c.vocab, np.float32)
-        self.idx = np.zeros(1, np.int64)
 
     def _project(self, src: np.ndarray, dst: np.ndarray) -> None:
         if self.proj is None:
@@ -62,8 +61,7 @@ class Predictor:
         last = y[1]
         for j in range(self.groups - 1):
             if j > 0:
-                self.idx[0] = codes_out[j - 1]
-                self.embd[j - 1].rows_f32(self.idx, self.in1)
+                self.embd[j - 1].rows_f32(int(codes_out[j - 1]), self.in1[0])
                 self._project(self.in1, self.x1)
                 last = self.stack.forward(self.x1, j + 1, cache, self.buf1)[0]
             self.heads[j].matvec(last, self.logits)

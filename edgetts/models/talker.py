@@ -15,14 +15,18 @@ from ..kernels.norm import add_rmsnorm, rmsnorm
 from ..kernels.rope import rope_tables
 from .config import StackConfig, TalkerConfig
 
-try:
-    from ..kernels.matmul import Matrix
-except ImportError:  # until kernels/matmul.py lands
-    from ._matrix_fallback import Matrix
+from ..kernels.matmul import Matrix
 
 
 def f32(view, name: str) -> np.ndarray:
     return np.ascontiguousarray(view[name].numpy(), dtype=np.float32)
+
+
+def gather(m: Matrix, ids, out: np.ndarray) -> np.ndarray:
+    """out[i] = row ids[i] of m as float32 (embedding lookup)."""
+    for i in range(out.shape[0]):
+        m.rows_f32(int(ids[i]), out[i])
+    return out
 
 
 def linear(m: Matrix, x: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -129,7 +133,7 @@ class Talker:
         """P(t) for each id: fc2(silu(fc1(text_embedding[t]) + b1)) + b2 -> [n, H] (new array)."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         e = np.empty((ids.size, self.cfg.text_hidden), np.float32)
-        self.text_embd.rows_f32(ids, e)
+        gather(self.text_embd, ids, e)
         h = self.fc1.matmul(e, np.empty((ids.size, self.fc1.rows), np.float32))
         bias_silu(h, self.fc1_b)
         out = self.fc2.matmul(h, np.empty((ids.size, self.fc2.rows), np.float32))
@@ -139,7 +143,7 @@ class Talker:
     def codec_rows(self, ids) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         out = np.empty((ids.size, self.cfg.talker.hidden), np.float32)
-        self.codec_embd.rows_f32(ids, out)
+        gather(self.codec_embd, ids, out)
         return out
 
     # -- forward ---------------------------------------------------------------------------

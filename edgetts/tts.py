@@ -1,0 +1,254 @@
+"""Public API: `edgetts.load(path) -> TTS`; `TTS.generate(text, ...) -> Result`; `TTS.frames(...)`.
+
+    tts = edgetts.load("Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice")
+    res = tts.generate("Hello.", speaker="ryan", language="english")
+    res.audio  # float32 at tts.sample_rate (None if the checkpoint has no codec)
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import weights as _weights
+from .errors import EdgeTTSError
+from .gguf.names import GGUFView
+from .kvcache import KVCache
+from .models import config as _config
+from .models.predictor import Predictor
+from .models.talker import Talker
+from .pipeline import Limits, Prompt, Sampling, Stats, build_prompt, frame_limits, generate_frames
+from .text.tokenizer import TextTokenizer
+
+
+@dataclass
+class Result:
+    codes: np.ndarray                  # int64 [frames, groups]
+    audio: np.ndarray | None           # float32 [frames * samples_per_frame] or None
+    sample_rate: int
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def frames(self) -> int:
+        return int(self.codes.shape[0])
+
+    @property
+    def duration(self) -> float:
+        return 0.0 if self.audio is None else self.audio.shape[0] / self.sample_rate
+
+
+def load(path, threads: int | None = None) -> "TTS":
+    """Load a model: HF directory, GGUF file(s), or a hub id (downloaded through edgetts.hub)."""
+    p = Path(str(path)).expanduser()
+    if not p.exists():
+        from . import hub  # lazy: only for hub ids
+        p = Path(hub.resolve(str(path)))
+    return TTS(_weights.open(p), threads=threads)
+
+
+class TTS:
+    def __init__(self, checkpoint, threads: int | None = None):
+        if threads:
+            import numba
+            numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+        self.checkpoint = ck = checkpoint
+        self.cfg = cfg = _config.from_checkpoint(ck)
+        view = GGUFView(ck.main)
+        self.talker = Talker(view, cfg)
+        self.predictor = Predictor(view, cfg)
+        self.tokenizer = TextTokenizer.from_checkpoint(ck)
+        self._resolve_text_ids()
+        t = cfg.talker
+        self.cache = KVCache(t.n_layers, t.n_kv_heads, t.head_dim, 512)
+        self._codec = None
+        self.last_stats: Stats | None = None
+
+    def _resolve_text_ids(self) -> None:
+        tok, cfg = self.tokenizer, self.cfg
+        if tok is None:
+            return
+        for attr, s in (("assistant_id", "assistant"), ("user_id", "user")):
+            i = tok.token_to_id(s)
+            if i is not None and (attr != "assistant_id" or self.checkpoint.main.format == "gguf"):
+                setattr(cfg, attr, int(i))
+        nl = tok.encode("\n")
+        if len(nl) == 1:
+            cfg.newline_id = int(nl[0])
+
+    # -- properties ------------------------------------------------------------------------------
+    @property
+    def model_type(self) -> str:
+        return self.cfg.model_type
+
+    @property
+    def speakers(self) -> list[str]:
+        return self.cfg.speakers
+
+    @property
+    def languages(self) -> list[str]:
+        return self.cfg.languages
+
+    @property
+    def sample_rate(self) -> int:
+        ck = self.checkpoint
+        if ck.codec_config and ck.codec_config.get("output_sample_rate"):
+            return int(ck.codec_config["output_sample_rate"])
+        if ck.codec is not None:
+            sr = ck.codec.metadata.get("qwen3-tts-tokenizer.output_sample_rate")
+            if sr:
+                return int(sr)
+        return 24000
+
+    @property
+    def has_codec(self) -> bool:
+        return self.checkpoint.codec is not None
+
+    # -- codec -----------------------------------------------------------------------------------
+    @property
+    def codec(self):
+        if self._codec is None:
+            if not self.has_codec:
+                raise EdgeTTSError(f"{self.checkpoint.root}: this checkpoint has no speech tokenizer (codec)")
+            from .models.codec import Codec  # lazy
+            self._codec = Codec.load(self.checkpoint)
+        return self._codec
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        return self.codec.decode(np.asarray(codes, np.int64))
+
+    def codec_stream(self):
+        return self.codec.stream()
+
+    # -- input handling --------------------------------------------------------------------------
+    def _encode(self, what: str, s: str) -> list[int]:
+        if self.tokenizer is None:
+            raise EdgeTTSError(f"this checkpoint has no text tokenizer; pass the {what} as token ids")
+        return self.tokenizer.encode(s)
+
+    def text_ids(self, text) -> tuple[list[int], list[int]]:
+        """(role ids, text ids) as the official wrapper slices them (spec §4.1)."""
+        cfg = self.cfg
+        if isinstance(text, str):
+            if not text.strip():
+                raise EdgeTTSError("empty text: nothing to say")
+            ids = self._encode("text", "<|im_start|>assistant\n" + text + "<|im_end|>\n<|im_start|>assistant\n")
+            role, body = ids[:3], ids[3:-5]
+        else:
+            body = [int(i) for i in np.asarray(text).reshape(-1)]
+            role = [cfg.im_start_id, cfg.assistant_id, cfg.newline_id]
+        if not body:
+            raise EdgeTTSError("empty text: nothing to say")
+        bad = [i for i in body if not 0 <= i < cfg.text_vocab]
+        if bad:
+            raise EdgeTTSError(f"text token id {bad[0]} is outside the text vocabulary (0..{cfg.text_vocab - 1})")
+        return role, body
+
+    def instruct_ids(self, instruct) -> list[int] | None:
+        cfg = self.cfg
+        if instruct is None or (isinstance(instruct, str) and not instruct.strip()):
+            return None
+        if isinstance(instruct, str):
+            return self._encode("instruct", "<|im_start|>user\n" + instruct + "<|im_end|>\n")
+        ids = [int(i) for i in np.asarray(instruct).reshape(-1)]
+        if not ids:
+            return None
+        if ids[0] == cfg.im_start_id:  # already the full block
+            return ids
+        return [cfg.im_start_id, cfg.user_id, cfg.newline_id, *ids, cfg.im_end_id, cfg.newline_id]
+
+    def _resolve(self, text, speaker, language, instruct, speaker_embedding, non_streaming_mode):
+        cfg = self.cfg
+        lang = (language or "auto").lower()
+        if lang not in cfg.languages:
+            raise EdgeTTSError(f"unknown language {language!r}; choose one of: {', '.join(cfg.languages)}")
+        mt = cfg.model_type
+        spk = None
+        if mt == "custom_voice":
+            if speaker_embedding is not None:
+                raise EdgeTTSError("speaker_embedding needs a Base model; this one is custom_voice (use speaker=)")
+            if speaker is None:
+                spk = cfg.speakers[0] if cfg.speakers else None
+            else:
+                spk = str(speaker).lower()
+                if spk not in cfg.speaker_ids:
+                    raise EdgeTTSError(f"unknown speaker {speaker!r}; choose one of: {', '.join(cfg.speakers)}")
+            if instruct is not None and cfg.model_size.lower() in ("0b6", "0.6b"):
+                warnings.warn("the 0.6B CustomVoice model ignores instruct (as the official wrapper does)",
+                              stacklevel=3)
+                instruct = None
+        elif mt == "voice_design":
+            if speaker is not None or speaker_embedding is not None:
+                raise EdgeTTSError("voice_design models take no speaker; describe the voice with instruct=")
+        elif mt == "base":
+            if speaker is not None:
+                raise EdgeTTSError("a Base model has no named speakers; pass speaker_embedding= (an x-vector)")
+            if speaker_embedding is None:
+                raise EdgeTTSError("a Base model needs speaker_embedding= (the reference speaker's x-vector)")
+            if instruct is not None:
+                warnings.warn("Base models ignore instruct (as the official wrapper does)", stacklevel=3)
+                instruct = None
+        else:
+            raise EdgeTTSError(f"unknown model type {mt!r}")
+        if non_streaming_mode is None:
+            non_streaming_mode = mt != "base"  # official per-variant wrapper defaults
+        role, body = self.text_ids(text)
+        return build_prompt(self.talker, cfg, body, role, language=lang, speaker=spk,
+                            xvector=speaker_embedding, instruct_ids=self.instruct_ids(instruct),
+                            non_streaming=bool(non_streaming_mode))
+
+    def _sampling(self, greedy, temperature, top_k, top_p, repetition_penalty) -> Sampling:
+        g = self.cfg.generation
+        return Sampling(
+            greedy=bool(greedy) or not g.do_sample,
+            temperature=float(temperature if temperature is not None else g.temperature),
+            top_k=int(top_k if top_k is not None else g.top_k),
+            top_p=float(top_p if top_p is not None else g.top_p),
+            repetition_penalty=float(repetition_penalty if repetition_penalty is not None
+                                     else g.repetition_penalty),
+            sub_greedy=bool(greedy) or not g.subtalker_dosample,
+            sub_temperature=float(temperature if temperature is not None else g.subtalker_temperature),
+            sub_top_k=int(top_k if top_k is not None else g.subtalker_top_k),
+            sub_top_p=float(top_p if top_p is not None else g.subtalker_top_p))
+
+    # -- generation ------------------------------------------------------------------------------
+    def frames(self, text, *, speaker=None, language="auto", instruct=None, speaker_embedding=None,
+               non_streaming_mode=None, greedy=False, seed=None, temperature=None, top_k=None,
+               top_p=None, repetition_penalty=None, max_frames=None, min_frames=None,
+               stats: Stats | None = None):
+        """Generator of each frame's codes (int64 [groups]) as soon as it is produced."""
+        prompt = self._resolve(text, speaker, language, instruct, speaker_embedding, non_streaming_mode)
+        s = self._sampling(greedy, temperature, top_k, top_p, repetition_penalty)
+        for name, v in (("temperature", s.temperature), ("sub temperature", s.sub_temperature)):
+            if v <= 0:
+                raise EdgeTTSError(f"{name} must be > 0 (use greedy=True for deterministic output)")
+        expected, cap = frame_limits(prompt.n_text, self.cfg.generation.max_new_tokens)
+        lim = Limits(min_frames=2 if min_frames is None else int(min_frames),
+                     max_frames=cap if max_frames is None else int(max_frames),
+                     expected_frames=expected)
+        if lim.max_frames < 0 or lim.min_frames < 0:
+            raise EdgeTTSError("max_frames and min_frames must be >= 0")
+        rng = np.random.default_rng(seed)
+        self.last_stats = stats = stats if stats is not None else Stats()
+        return generate_frames(self.talker, self.predictor, self.cfg, prompt, self.cache, s, lim, rng, stats)
+
+    def generate(self, text, **kw) -> Result:
+        t0 = time.perf_counter()
+        stats = kw.pop("stats", None) or Stats()
+        frames = list(self.frames(text, stats=stats, **kw))
+        G = self.cfg.num_code_groups
+        codes = np.stack(frames).astype(np.int64) if frames else np.zeros((0, G), np.int64)
+        t1 = time.perf_counter()
+        timings = stats.timings()
+        timings["lm_s"] = t1 - t0
+        audio = None
+        if self.has_codec and codes.shape[0]:
+            try:
+                audio = self.decode(codes)
+            except ImportError:  # codec module not available in this tree
+                audio = None
+            timings["codec_s"] = time.perf_counter() - t1
+        timings["total_s"] = time.perf_counter() - t0
+        return Result(codes=codes, audio=audio, sample_rate=self.sample_rate, timings=timings)
