@@ -78,8 +78,9 @@ def prepare_outdir(outdir: Path) -> None:
 
 
 def quantize(src: str, qtype: str, outdir: str | None = None, progress: bool = True,
-             out=sys.stdout) -> tuple[Path, Path | None]:
+             out=None) -> tuple[Path, Path | None]:
     """Convert SRC and write the GGUF pair; returns (talker path, codec path or None)."""
+    out = out or sys.stdout
     t0 = time.perf_counter()
     if qtype not in QTYPES:
         raise EdgeTTSError(f"unknown qtype {qtype!r} (choose one of {', '.join(QTYPES)})")
