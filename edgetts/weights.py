@@ -207,6 +207,8 @@ def read_safetensors(path: str | os.PathLike) -> Weights:
             if n > size - 8:
                 raise ValueError("header runs past the end of the file")
             header = json.loads(f.read(n))
+            if not isinstance(header, dict):
+                raise ValueError("header is not a JSON object")
     except (ValueError, UnicodeDecodeError) as e:
         raise WeightsError(f"{p}: corrupt safetensors header ({e})") from None
     base = 8 + n

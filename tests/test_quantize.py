@@ -412,3 +412,34 @@ def test_hub_id_uses_snapshot_download(tmp_path, capsys, monkeypatch):
         raise RuntimeError("offline mode is enabled\nmore detail")
     monkeypatch.setattr(qcli, "snapshot_download", offline)
     _fails(capsys, ["quantize", "Qwen/Nope", "--qtype", "f16"], "cannot download from the Hugging Face hub (offline mode is enabled)")
+
+
+def test_sharded_source_and_tokenizer_json(tmp_path, capsys):
+    """A sharded checkpoint with only tokenizer.json gives the same files as the single-file one."""
+    src = need_tiny()
+    d = tmp_path / "sharded"
+    d.mkdir()
+    for name in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"):
+        (d / name).symlink_to((src / name).resolve())
+    (d / "speech_tokenizer").symlink_to((src / "speech_tokenizer").resolve())
+    main_w = W.open(src).main
+    names = sorted(main_w.names())
+    half = len(names) // 2
+    shards = {"model-00001-of-00002.safetensors": names[:half], "model-00002-of-00002.safetensors": names[half:]}
+    weight_map = {}
+    for fname, part in shards.items():
+        save_file({n: main_w[n].numpy() for n in part}, str(d / fname))
+        weight_map.update({n: fname for n in part})
+    (d / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["quantize", str(src), "--qtype", "q8_0", "-o", str(a)]) == 0
+    assert main(["quantize", str(d), "--qtype", "q8_0", "-o", str(b)]) == 0
+    capsys.readouterr()
+    ra = gguf.GGUFReader(a / TALKER_FILE.format("Q8_0"))
+    rb = gguf.GGUFReader(b / TALKER_FILE.format("Q8_0"))
+    for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type", "tokenizer.ggml.merges",
+                "tokenizer.ggml.eos_token_id", "qwen3-tts.talker.block_count"):
+        assert ra.fields[key].contents() == rb.fields[key].contents(), key
+    assert [t.name for t in ra.tensors] == [t.name for t in rb.tensors]
+    for ta, tb in zip(ra.tensors, rb.tensors):
+        assert np.asarray(ta.data).tobytes() == np.asarray(tb.data).tobytes(), ta.name

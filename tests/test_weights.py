@@ -248,3 +248,10 @@ def test_q8_0_and_q4_0_dequantize_match_gguf():
         raw = gguf.quants.quantize(x, gguf.GGMLQuantizationType[q])
         np.testing.assert_array_equal(W.dequantize(raw, q, (5, 64)),
                                       gguf.quants.dequantize(raw, gguf.GGMLQuantizationType[q]))
+
+
+def test_hf_dir_with_non_object_safetensors_header(tmp_path):
+    d = write_hf_dir(tmp_path / "hf")
+    (d / "model.safetensors").write_bytes((7).to_bytes(8, "little") + b"[1,2,3]")
+    with pytest.raises(WeightsError, match="corrupt safetensors header"):
+        W.open(d)
