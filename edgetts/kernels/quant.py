@@ -75,11 +75,21 @@ def bf16_to_f32(typingctx, h):
 
 # ------------------------------------------------------------------- activation quantization
 
-@njit(cache=True, nogil=True, fastmath=True)
+@njit(cache=True, nogil=True)
+def _roundf(v):
+    # gguf.quants.np_roundf: round half away from zero, in float32
+    a = abs(v)
+    fl = np.floor(a)
+    b = fl + np.floor(np.float32(2.0) * (a - fl))
+    return -b if v < 0 else b
+
+
+@njit(cache=True, nogil=True, fastmath={"nnan", "ninf", "nsz"})  # no arcp: d is amax / 127 exactly
 def quantize_act(x, xq, xd, xs):
     """x float32[n] (n = 32*nb) -> xq int8[n], xd float32[nb] (scale), xs int32[nb] (sum of xq).
 
-    Per block: d = max|x| / 127, q = round-half-away(x / d). Allocates nothing.
+    Per block: d = max|x| / 127, q = round-half-away(x * (1/d)) -- the grid of gguf's Q8_0
+    (d kept in float32 here). Allocates nothing.
     """
     nb = x.shape[0] // QK
     for b in range(nb):
@@ -92,16 +102,14 @@ def quantize_act(x, xq, xd, xs):
         inv = np.float32(1.0) / d if d > 0 else np.float32(0.0)
         s = 0
         for i in range(QK):
-            v = x[o + i] * inv
-            q = np.int32(np.floor(abs(v) + np.float32(0.5)))
-            q = -q if v < 0 else q
+            q = np.int32(_roundf(x[o + i] * inv))
             xq[o + i] = q
             s += q
         xd[b] = d
         xs[b] = s
 
 
-@njit(cache=True, nogil=True, fastmath=True)
+@njit(cache=True, nogil=True)
 def quantize_act_rows(X, XQ, XD, XS):
     """Row by row quantize_act for X float32[n, cols]."""
     for t in range(X.shape[0]):
@@ -109,15 +117,6 @@ def quantize_act_rows(X, XQ, XD, XS):
 
 
 # ----------------------------------------------------- weight quantizers (bit-exact with gguf)
-
-@njit(cache=True, nogil=True)
-def _roundf(v):
-    # gguf.quants.np_roundf: round half away from zero, in float32
-    a = abs(v)
-    fl = np.floor(a)
-    b = fl + np.floor(np.float32(2.0) * (a - fl))
-    return -b if v < 0 else b
-
 
 @njit(cache=True, parallel=True, nogil=True)
 def quantize_q8_0(x, out):
