@@ -4,6 +4,12 @@ SRC: a Hugging Face Qwen3-TTS-12Hz checkpoint directory, or a hub id (downloaded
 huggingface_hub). Writes two GGUF files (qwentts.cpp layout) into OUTDIR:
   qwen-talker-<size>-<kind>-<QTYPE>.gguf   (architecture qwen3-tts)
   qwen-tokenizer-12hz-<QTYPE>.gguf         (architecture qwen3-tts-tokenizer)
+
+Stored types: talker / code-predictor linears take QTYPE; embeddings and heads Q8_0 when QTYPE
+is q4_0 (else QTYPE); norms, biases, scales, Snake parameters, RVQ codebooks and projections F32;
+codec convolutions and codec transformer linears F16 (F32 for f32). A tensor whose rows are not a
+multiple of 32 is stored as F16 instead of a block type (the command lists them). The policy is
+recorded in the files (general.file_type, edgetts.quantization.*). Files appear only when complete.
 """
 from __future__ import annotations
 
@@ -29,7 +35,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("quantize", help="convert a Hugging Face checkpoint to GGUF (qwentts.cpp layout)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("src", metavar="SRC", help="checkpoint directory or Hugging Face hub id")
-    p.add_argument("--qtype", required=True, choices=QTYPES, help="type of the talker / code-predictor linears")
+    p.add_argument("--qtype", required=True, choices=QTYPES, type=str.lower, help="type of the talker / code-predictor linears")
     p.add_argument("-o", "--outdir", metavar="OUTDIR", default=None,
                    help="output directory (default: ./<model name>-<qtype>)")
     p.set_defaults(func=run)
