@@ -255,3 +255,15 @@ def test_hf_dir_with_non_object_safetensors_header(tmp_path):
     (d / "model.safetensors").write_bytes((7).to_bytes(8, "little") + b"[1,2,3]")
     with pytest.raises(WeightsError, match="corrupt safetensors header"):
         W.open(d)
+
+
+def test_info_command(tmp_path, capsys):
+    from edgetts.cli import main
+
+    a, _ = write_pair(tmp_path / "pair")
+    assert main(["info", str(a)]) == 0
+    out = capsys.readouterr().out
+    assert "format:       gguf" in out and "qwen3-tts, qwen3-tts-tokenizer" in out and "F32 x1" in out
+    assert main(["info", str(tmp_path / "nope")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no such file or directory" in err[0]
