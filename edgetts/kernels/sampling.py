@@ -67,7 +67,7 @@ def sample(logits, temperature, top_k, top_p, u, work):
             work[i] = np.exp(logits[i] - m)
             tot += work[i]
         for i in range(n):
-            work[i] = work[i] / tot
+            work[i] = work[i] / tot  # float32, recomputed identically below
         work.sort()
         cum = 0.0
         thr = work[n - 1]
@@ -77,7 +77,9 @@ def sample(logits, temperature, top_k, top_p, u, work):
                 thr = work[i]
                 break
         for i in range(n):
-            if np.exp(logits[i] - m) / tot < thr:
+            work[0] = np.exp(logits[i] - m)
+            work[0] = work[0] / tot
+            if work[0] < thr:
                 logits[i] = -np.inf
     tot = 0.0
     for i in range(n):

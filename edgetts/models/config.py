@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..errors import EdgeTTSError
 
 ARCH = "qwen3-tts"
@@ -111,7 +113,7 @@ def _stack_from_shapes(view, prefix: str, eps: float, theta: float, max_pos: int
     vocab = view[head_name].shape[0]
     return StackConfig(n_layers=n_layers, hidden=int(q[1]), n_heads=int(q[0]) // hd,
                        n_kv_heads=int(k[0]) // hd, head_dim=int(hd), ffn=int(ffn), vocab=int(vocab),
-                       rope_theta=float(theta), eps=float(eps), max_pos=int(max_pos))
+                       rope_theta=float(theta), eps=float(np.float32(eps)), max_pos=int(max_pos))
 
 
 def _gen_from_dict(d: dict | None) -> GenerationConfig:
