@@ -11,13 +11,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def rms_norm(x, w, eps, out):
     T, D = x.shape
-    for t in prange(T):
+    for t in range(T):
         ss = 0.0
         for i in range(D):
             v = np.float64(x[t, i])
@@ -35,12 +35,12 @@ def rope_cos_sin(positions: np.ndarray, head_dim: int, theta: float):
     return np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def rope_rotate(x, cos, sin):
     """x [T, H, hd] in place: (x1, x2) -> (x1*cos - x2*sin, x2*cos + x1*sin), halves of hd."""
     T, H, hd = x.shape
     half = hd // 2
-    for t in prange(T):
+    for t in range(T):
         for h in range(H):
             for i in range(half):
                 a = x[t, h, i]
@@ -49,14 +49,14 @@ def rope_rotate(x, cos, sin):
                 x[t, h, i + half] = b * cos[t, i] + a * sin[t, i]
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def window_attention(q, k, v, n_past, window, scale, out):
     """q [n, H, hd] at positions P..P+n-1; k, v [n_past + n, Hkv, hd] at positions P-n_past..;
     query i sees keys j with  i + n_past - window < j <= i + n_past.  out [n, H, hd]."""
     n, H, hd = q.shape
     Hkv = k.shape[1]
     group = H // Hkv
-    for qi in prange(n * H):
+    for qi in range(n * H):
         i = qi // H
         h = qi % H
         kh = h // group
@@ -88,11 +88,11 @@ def window_attention(q, k, v, n_past, window, scale, out):
                 out[i, h, d] += p * v[j, kh, d]
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def silu_mul(g, u):
     """g = silu(g) * u in place ([T, D])."""
     T, D = g.shape
-    for t in prange(T):
+    for t in range(T):
         for i in range(D):
             a = g[t, i]
             g[t, i] = a / (np.float32(1.0) + np.float32(math.exp(-a))) * u[t, i]

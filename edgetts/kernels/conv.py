@@ -14,13 +14,58 @@ No bias inside the GEMM paths: the caller fuses it into the next element-wise ke
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+
+def _find_blas_threads_local():
+    """numpy's OpenBLAS `openblas_set_num_threads_local` (per calling thread), or None."""
+    import ctypes
+    import glob
+    import os
+
+    base = os.path.dirname(os.path.dirname(np.__file__))
+    for lib in sorted(glob.glob(os.path.join(base, "numpy.libs", "*openblas*.so*"))):
+        try:
+            fn = ctypes.CDLL(lib).openblas_set_num_threads_local
+        except (OSError, AttributeError):
+            continue
+        fn.argtypes = [ctypes.c_int]
+        fn.restype = ctypes.c_int
+        return fn
+    return None
+
+
+_BLAS_LOCAL = _find_blas_threads_local()
+SMALL_GEMM = 1 << 21  # multiply-adds below which a GEMM runs on the calling thread alone
+
+
+def blas_threads(n: int) -> int:
+    """Set BLAS threads for the calling thread (numpy's OpenBLAS >= 0.3.27); returns the previous
+    count, 0 if unsupported (then nothing changes)."""
+    if _BLAS_LOCAL is None or n <= 0:
+        return 0
+    return int(_BLAS_LOCAL(int(n)))
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """a @ b through BLAS sgemm, also for a single row: numpy sends M=1 products to sgemv, whose
-    summation order differs from sgemm's, and streamed decoding (1 frame = 1 row) must round
-    exactly like one-shot decoding. So one row is computed as the first row of a 2-row GEMM."""
+    """a @ b through BLAS sgemm.
+
+    * One row is computed as the first row of a 2-row GEMM: numpy sends M=1 products to sgemv,
+      whose summation order differs from sgemm's, and streamed decoding (1 frame = 1 row) must
+      round exactly like one-shot decoding.
+    * Small products run single-threaded: a BLAS thread hand-off costs more than they do, and
+      much more when another thread (the LM) competes for the cores.
+    """
+    if _BLAS_LOCAL is not None and a.shape[0] * a.shape[1] * b.shape[1] < SMALL_GEMM:
+        prev = _BLAS_LOCAL(1)
+        try:
+            return _matmul(a, b, out)
+        finally:
+            _BLAS_LOCAL(prev)
+    return _matmul(a, b, out)
+
+
+def _matmul(a, b, out):
     if a.shape[0] == 1:
         a2 = np.empty((2, a.shape[1]), np.float32)
         a2[0] = a[0]
@@ -47,12 +92,12 @@ def trans_conv_weight(w_torch: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(w_torch, (0, 2, 1)).reshape(cin, k * cout), dtype=np.float32)
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def im2col(xp, k, dilation, cols):
+@njit(cache=True, nogil=True)
+def im2col(cols, xp, k, dilation):
     """cols[t, j*C:(j+1)*C] = xp[t + j*dilation] for t < T (cols is [T, k*C])."""
     T = cols.shape[0]
     C = xp.shape[1]
-    for t in prange(T):
+    for t in range(T):
         for j in range(k):
             src = t + j * dilation
             for c in range(C):
@@ -73,7 +118,7 @@ def causal_conv(xp: np.ndarray, w: np.ndarray, k: int, dilation: int, out: np.nd
         cols = np.empty((T, k * cin), np.float32)
     else:
         cols = cols.reshape(-1)[: T * k * cin].reshape(T, k * cin)
-    im2col(xp, k, dilation, cols)
+    im2col(cols, xp, k, dilation)
     return matmul(cols, w, out)
 
 
@@ -93,7 +138,7 @@ def conv_shifted(xp: np.ndarray, w: np.ndarray, k: int, dilation: int, out: np.n
     return out
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def overlap_add(y, carry, bias, s, out):
     """Transposed-conv overlap-add with stride s and a streaming carry.
 
@@ -105,7 +150,7 @@ def overlap_add(y, carry, bias, s, out):
     ntail = k - s
     total = n * s + ntail
     full = np.empty((total, C), np.float32)
-    for p in prange(total):
+    for p in range(total):
         for c in range(C):
             full[p, c] = 0.0
         if p < ntail:
@@ -122,7 +167,7 @@ def overlap_add(y, carry, bias, s, out):
             r = p - i * s
             for c in range(C):
                 full[p, c] += y[i, r, c]
-    for p in prange(n * s):
+    for p in range(n * s):
         for c in range(C):
             out[p, c] = full[p, c] + bias[c]
     for p in range(ntail):
@@ -147,12 +192,12 @@ def trans_conv(x: np.ndarray, w: np.ndarray, k: int, s: int, bias: np.ndarray, c
     return out
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def dwconv_causal(xp, w, bias, out):
     """Depthwise causal conv: out[t, c] = bias[c] + sum_j xp[t + j, c] * w[j, c]; xp has T+k-1 rows."""
     T, C = out.shape
     k = w.shape[0]
-    for t in prange(T):
+    for t in range(T):
         for c in range(C):
             out[t, c] = bias[c]
         for j in range(k):

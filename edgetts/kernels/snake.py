@@ -10,14 +10,16 @@ scale_residual x += gamma * (y + bias)                       (ConvNeXt gamma / l
 sin: no SVML here, and libm's scalar sin would cost ~0.5 s per second of audio (34.5 M calls), so
 sin^2 uses its own range reduction (float64 Cody-Waite by pi, sin^2 drops the sign) and an odd
 Taylor polynomial to degree 15 (|error| < 1e-10 on [-pi/2, pi/2]); LLVM vectorizes the loop.
-All kernels parallel over rows (prange), nogil: the codec runs beside the LM thread.
+Kernels are serial and nogil: the caller splits rows over its own threads (numba's prange
+thread pool spins at each call's barrier, which costs milliseconds per call when the LM thread
+or anything else competes for the two cores; a row split on Python threads does not spin).
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 _INV_PI = 1.0 / math.pi
 _PI_HI = 3.141592653589793116      # float64(pi)
@@ -41,40 +43,40 @@ def _sin2(y):
     return s * s
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def snake_beta(x, bias, a, inv_b, out):
     """out[t, c] = v + inv_b[c] * sin(a[c] * v)^2 with v = x[t, c] + bias[c]. out may alias x."""
     T, C = x.shape
-    for t in prange(T):
+    for t in range(T):
         for c in range(C):
             v = x[t, c] + bias[c]
             y = np.float64(np.float32(a[c] * v))
             out[t, c] = v + inv_b[c] * np.float32(_sin2(y))
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def residual_add(x, y, bias):
     """x[t, c] += y[t, c] + bias[c] (in place)."""
     T, C = x.shape
-    for t in prange(T):
+    for t in range(T):
         for c in range(C):
             x[t, c] += y[t, c] + bias[c]
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def scale_residual(x, y, bias, gamma):
     """x[t, c] += gamma[c] * (y[t, c] + bias[c]) (in place)."""
     T, C = x.shape
-    for t in prange(T):
+    for t in range(T):
         for c in range(C):
             x[t, c] += gamma[c] * (y[t, c] + bias[c])
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def layer_norm(x, w, b, eps, out):
     """Per-row LayerNorm over the last axis (biased variance, float64 accumulation)."""
     T, C = x.shape
-    for t in prange(T):
+    for t in range(T):
         m = 0.0
         for c in range(C):
             m += x[t, c]
@@ -88,11 +90,11 @@ def layer_norm(x, w, b, eps, out):
             out[t, c] = np.float32((x[t, c] - m) * r) * w[c] + b[c]
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def gelu_erf(x, bias):
     """x[t, c] = gelu(x[t, c] + bias[c]), exact erf form, in place."""
     T, C = x.shape
-    for t in prange(T):
+    for t in range(T):
         for c in range(C):
             v = np.float64(x[t, c] + bias[c])
             x[t, c] = 0.5 * v * (1.0 + math.erf(v * 0.7071067811865476))

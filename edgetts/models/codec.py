@@ -20,6 +20,8 @@ q|k|v and gate|up fused).
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -102,6 +104,47 @@ class CodecConfig:
         return cls.from_dict(d, meta.get(f"{GGUF_ARCH}.output_sample_rate", 24000))
 
 
+# ------------------------------------------------------------------------------------ threads
+class _Rows:
+    """Runs a row-wise (nogil) kernel over row ranges on `threads` threads (the caller's one
+    included). Small arrays run inline: a thread hand-off costs ~20-50 us."""
+
+    MIN_ELEMS = 1 << 15
+
+    def __init__(self, threads: int):
+        self.threads = max(1, int(threads))
+        self.pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="codec") if self.threads > 1 else None
+
+    def __call__(self, fn, x, *args, rows=(), extra=0):
+        """fn(x[a:b], *args) with every array in `rows` (indexes into args) sliced the same way.
+
+        extra: rows of left context the sliced arrays in `rows` carry beyond x's rows (im2col)."""
+        T = x.shape[0]
+        if self.pool is None or x.size < self.MIN_ELEMS or T < 2 * self.threads:
+            fn(x, *args)
+            return
+        step = -(-T // self.threads)
+        bounds = [(a, min(T, a + step)) for a in range(0, T, step)]
+
+        def part(a, b):
+            aa = list(args)
+            for i in rows:
+                aa[i] = args[i][a: b + extra]
+            return fn(x[a:b], *aa)
+
+        futs = [self.pool.submit(part, a, b) for a, b in bounds[1:]]
+        part(*bounds[0])
+        for f in futs:
+            f.result()
+
+
+def default_threads() -> int:
+    env = os.environ.get("EDGETTS_CODEC_THREADS")
+    if env:
+        return max(1, int(env))
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 # ------------------------------------------------------------------------------------ layers
 def _snake_params(alpha: np.ndarray, beta: np.ndarray):
     a = np.exp(alpha.astype(np.float64)).astype(np.float32)
@@ -128,12 +171,16 @@ class _Conv:
         buf[: self.ctx] = st
         return buf
 
-    def run(self, buf, st):
+    def run(self, buf, st, rows):
         """Conv over buf (state + new rows, bias NOT added); stores the new left context."""
         n = buf.shape[0] - self.ctx
         st[:] = buf[n:]
         out = np.empty((n, self.cout), np.float32)
-        return kc.causal_conv(buf, self.w, self.k, self.d, out)
+        if self.k == 1:
+            return kc.matmul(buf, self.w, out)
+        cols = np.empty((n, self.k * self.cin), np.float32)
+        rows(kc.im2col, cols, buf, self.k, self.d, rows=(0,), extra=self.ctx)
+        return kc.matmul(cols, self.w, out)
 
 
 class _TransConv:
@@ -278,6 +325,7 @@ class CodecStream:
     def __init__(self, codec: "Codec", max_chunk: int = 0):
         self.codec = codec
         self.dec = codec.decoder
+        self.rows = codec.rows
         self.max_chunk = max_chunk or codec.chunk_frames
         self.reset()
 
@@ -301,9 +349,13 @@ class CodecStream:
         n = codes.shape[0]
         spf = self.codec.samples_per_frame
         out = np.empty(n * spf, np.float32)
-        for a in range(0, n, self.max_chunk):
-            b = min(n, a + self.max_chunk)
-            out[a * spf: b * spf] = self._step(codes[a:b])
+        prev = kc.blas_threads(self.rows.threads)
+        try:
+            for a in range(0, n, self.max_chunk):
+                b = min(n, a + self.max_chunk)
+                out[a * spf: b * spf] = self._step(codes[a:b])
+        finally:
+            kc.blas_threads(prev)
         return out
 
     # -- one chunk through every stage
@@ -314,7 +366,7 @@ class CodecStream:
         x = self._transformer(x)
         for u, st in zip(d.upsample, self.up_st):
             x = self._upsample(u, st, x)
-        x = d.dec0.run(self._fill(d.dec0, self.dec0_st, x), self.dec0_st)
+        x = d.dec0.run(self._fill(d.dec0, self.dec0_st, x), self.dec0_st, self.rows)
         bias = d.dec0.bias
         for blk, st in zip(d.blocks, self.block_st):
             x = self._block(blk, st, x, bias)
@@ -322,8 +374,8 @@ class CodecStream:
         fc = d.final_conv
         buf = fc.padded(self.final_st, x.shape[0])
         a, ib = d.final_snake
-        ks.snake_beta(x, bias, a, ib, buf[fc.ctx:])
-        y = fc.run(buf, self.final_st)
+        self.rows(ks.snake_beta, x, bias, a, ib, buf[fc.ctx:], rows=(3,))
+        y = fc.run(buf, self.final_st, self.rows)
         y += fc.bias
         np.clip(y, -1.0, 1.0, out=y)
         return y.reshape(-1) if y.shape[1] == 1 else y[:, 0]
@@ -343,7 +395,7 @@ class CodecStream:
 
     def _pre_conv(self, x):
         c = self.dec.pre_conv
-        y = c.run(self._fill(c, self.pre_st, x), self.pre_st)
+        y = c.run(self._fill(c, self.pre_st, x), self.pre_st, self.rows)
         y += c.bias
         return y
 
@@ -405,30 +457,30 @@ class CodecStream:
         dw_st[:] = buf[T:]
         h = np.empty((T, C), np.float32)
         kc.dwconv_causal(buf, u["dw_w"], u["dw_b"], h)
-        ks.layer_norm(h, u["norm_w"], u["norm_b"], CONVNEXT_EPS, h)
+        self.rows(ks.layer_norm, h, u["norm_w"], u["norm_b"], CONVNEXT_EPS, h, rows=(3,))
         p = kc.matmul(h, u["pw1"])
-        ks.gelu_erf(p, u["pw1_b"])
+        self.rows(ks.gelu_erf, p, u["pw1_b"])
         q = kc.matmul(p, u["pw2"])
-        ks.scale_residual(y, q, u["pw2_b"], u["gamma"])
+        self.rows(ks.scale_residual, y, q, u["pw2_b"], u["gamma"], rows=(0,))
         return y
 
     def _block(self, blk, st, x, bias):
         carry, unit_st = st
         a, ib = blk["snake"]
         s = np.empty_like(x)
-        ks.snake_beta(x, bias, a, ib, s)
+        self.rows(ks.snake_beta, x, bias, a, ib, s, rows=(3,))
         y = blk["tconv"].run(s, carry)
         zero = _ZERO(y.shape[1])
         for u, ust in zip(blk["units"], unit_st):
             c1 = u["conv1"]
             buf = c1.padded(ust, y.shape[0])
             a1, ib1 = u["act1"]
-            ks.snake_beta(y, zero, a1, ib1, buf[c1.ctx:])
-            h = c1.run(buf, ust)
+            self.rows(ks.snake_beta, y, zero, a1, ib1, buf[c1.ctx:], rows=(3,))
+            h = c1.run(buf, ust, self.rows)
             a2, ib2 = u["act2"]
-            ks.snake_beta(h, c1.bias, a2, ib2, h)
+            self.rows(ks.snake_beta, h, c1.bias, a2, ib2, h, rows=(3,))
             z = kc.matmul(h, u["conv2"].w)
-            ks.residual_add(y, z, u["conv2"].bias)
+            self.rows(ks.residual_add, y, z, u["conv2"].bias, rows=(0,))
         return y
 
 
@@ -448,8 +500,9 @@ class Codec:
 
     chunk_frames = 8
 
-    def __init__(self, decoder: CodecDecoder):
+    def __init__(self, decoder: CodecDecoder, threads: int | None = None):
         self.decoder = decoder
+        self.rows = _Rows(default_threads() if threads is None else threads)
         cfg = decoder.cfg
         self.config = cfg
         self.sample_rate = cfg.sample_rate
@@ -458,7 +511,7 @@ class Codec:
         self.codebook_size = cfg.codebook_size
 
     @classmethod
-    def load(cls, checkpoint) -> "Codec":
+    def load(cls, checkpoint, threads: int | None = None) -> "Codec":
         if getattr(checkpoint, "codec", None) is None:
             raise EdgeTTSError(f"{getattr(checkpoint, 'root', 'checkpoint')}: no codec (speech tokenizer) "
                                "weights found; expected speech_tokenizer/ or a qwen3-tts-tokenizer GGUF")
@@ -467,7 +520,7 @@ class Codec:
             cfg = CodecConfig.from_gguf(w.metadata)
         else:
             cfg = CodecConfig.from_hf(getattr(checkpoint, "codec_config", None))
-        return cls(CodecDecoder(cfg, GGUFView(w)))
+        return cls(CodecDecoder(cfg, GGUFView(w)), threads)
 
     def check_codes(self, codes) -> np.ndarray:
         c = np.asarray(codes)
