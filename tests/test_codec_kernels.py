@@ -1,0 +1,109 @@
+"""Codec element-wise / norm / attention kernels against plain numpy twins, odd shapes."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from edgetts.kernels import codec_attn as ka
+from edgetts.kernels import snake as ks
+
+rng = np.random.default_rng(99)
+
+
+def _r(*shape, scale=1.0):
+    return (scale * rng.standard_normal(shape)).astype(np.float32)
+
+
+@pytest.mark.parametrize("T,C,scale", [(7, 5, 1.0), (1, 33, 3.0), (13, 4, 40.0)])
+def test_snake_beta(T, C, scale):
+    x, bias = _r(T, C, scale=scale), _r(C)
+    alpha, beta = _r(C, scale=0.3), _r(C, scale=0.3)
+    a = np.exp(alpha).astype(np.float32)
+    ib = (1.0 / (np.exp(beta) + 1e-9)).astype(np.float32)
+    v = (x + bias).astype(np.float64)
+    ref = v + (1.0 / (np.exp(beta.astype(np.float64)) + 1e-9)) * np.sin(np.exp(alpha.astype(np.float64)) * v) ** 2
+    out = np.empty_like(x)
+    ks.snake_beta(x, bias, a, ib, out)
+    assert np.abs(out - ref).max() < 1e-4 * max(1.0, scale)
+    ks.snake_beta(x, bias, a, ib, x)  # in place
+    assert np.array_equal(x, out)
+
+
+def test_residual_and_scale():
+    x, y, b, g = _r(6, 7), _r(6, 7), _r(7), _r(7)
+    x1 = x.copy()
+    ks.residual_add(x1, y, b)
+    assert np.allclose(x1, x + y + b, atol=1e-6)
+    x2 = x.copy()
+    ks.scale_residual(x2, y, b, g)
+    assert np.allclose(x2, x + g * (y + b), atol=1e-6)
+
+
+@pytest.mark.parametrize("T,C", [(5, 9), (1, 64)])
+def test_layer_norm(T, C):
+    x, w, b = _r(T, C, scale=2.0) + 3.0, _r(C), _r(C)
+    xd = x.astype(np.float64)
+    ref = (xd - xd.mean(1, keepdims=True)) / np.sqrt(xd.var(1, keepdims=True) + 1e-6) * w + b
+    out = np.empty_like(x)
+    ks.layer_norm(x, w, b, 1e-6, out)
+    assert np.abs(out - ref).max() < 1e-5
+
+
+def test_gelu_erf():
+    x, b = _r(5, 11, scale=3.0), _r(11)
+    v = (x + b).astype(np.float64)
+    ref = 0.5 * v * (1 + np.vectorize(math.erf)(v / math.sqrt(2)))
+    ks.gelu_erf(x, b)
+    assert np.abs(x - ref).max() < 1e-6
+
+
+def test_rms_norm():
+    x, w = _r(4, 13), _r(13)
+    ref = x / np.sqrt((x.astype(np.float64) ** 2).mean(1, keepdims=True) + 1e-5) * w
+    out = np.empty_like(x)
+    ka.rms_norm(x, w, np.float32(1e-5), out)
+    assert np.abs(out - ref).max() < 1e-5
+
+
+def test_rope():
+    T, H, hd = 5, 3, 8
+    x = _r(T, H, hd)
+    pos = np.arange(7, 7 + T)
+    cos, sin = ka.rope_cos_sin(pos, hd, 10000.0)
+    inv = 1.0 / 10000.0 ** (np.arange(0, hd, 2) / hd)
+    ang = pos[:, None] * inv[None]
+    c = np.concatenate([np.cos(ang)] * 2, 1)[:, None]
+    s = np.concatenate([np.sin(ang)] * 2, 1)[:, None]
+    rot = np.concatenate([-x[..., hd // 2:], x[..., : hd // 2]], -1)
+    ref = x * c + rot * s
+    ka.rope_rotate(x, cos, sin)
+    assert np.abs(x - ref).max() < 1e-5
+
+
+@pytest.mark.parametrize("n,n_past,window,H,Hkv", [(5, 0, 3, 4, 4), (1, 6, 7, 4, 2), (9, 4, 5, 2, 1), (3, 2, 100, 3, 3)])
+def test_window_attention(n, n_past, window, H, Hkv):
+    hd = 6
+    q, k, v = _r(n, H, hd), _r(n_past + n, Hkv, hd), _r(n_past + n, Hkv, hd)
+    scale = np.float32(hd ** -0.5)
+    out = np.empty((n, H, hd), np.float32)
+    ka.window_attention(q, k, v, n_past, window, scale, out)
+    ref = np.zeros((n, H, hd))
+    for h in range(H):
+        kh = h // (H // Hkv)
+        s = (q[:, h].astype(np.float64) @ k[:, kh].T) * scale
+        qpos = np.arange(n)[:, None] + n_past
+        kpos = np.arange(n_past + n)[None]
+        s[(kpos > qpos) | (kpos <= qpos - window)] = -np.inf
+        p = np.exp(s - s.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        ref[:, h] = p @ v[:, kh]
+    assert np.abs(out - ref).max() < 1e-5
+
+
+def test_silu_mul():
+    g, u = _r(3, 10, scale=3.0), _r(3, 10)
+    ref = g / (1 + np.exp(-g.astype(np.float64))) * u
+    ka.silu_mul(g, u)
+    assert np.abs(g - ref).max() < 1e-5

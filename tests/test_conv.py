@@ -1,0 +1,127 @@
+"""Conv kernels (edgetts.kernels.conv) against plain numpy twins on random odd shapes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgetts.kernels import conv as kc
+
+rng = np.random.default_rng(1234)
+
+
+def _r(*shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+# ------------------------------------------------------------------ numpy twins (channel-first)
+def conv1d_causal_twin(x_ct, w, b, dilation):
+    """PyTorch-semantics causal Conv1d: x [Cin, T], w [Cout, Cin, k], left pad (k-1)*d."""
+    cout, cin, k = w.shape
+    pad = (k - 1) * dilation
+    xp = np.concatenate([np.zeros((cin, pad), np.float64), x_ct.astype(np.float64)], 1)
+    T = x_ct.shape[1]
+    y = np.zeros((cout, T)) + b[:, None]
+    for j in range(k):
+        y += w[:, :, j].astype(np.float64) @ xp[:, j * dilation: j * dilation + T]
+    return y
+
+
+def trans_conv_twin(x_ct, w, b, s):
+    """ConvTranspose1d (w [Cin, Cout, k], stride s) then drop the last k-s samples."""
+    cin, cout, k = w.shape
+    T = x_ct.shape[1]
+    y = np.zeros((cout, (T - 1) * s + k))
+    for i in range(T):
+        for r in range(k):
+            y[:, i * s + r] += w[:, :, r].astype(np.float64).T @ x_ct[:, i]
+    y += b[:, None]
+    return y[:, : T * s]
+
+
+def dwconv_twin(x_ct, w, b):
+    """Depthwise causal conv: w [C, 1, k]."""
+    C, T = x_ct.shape
+    k = w.shape[2]
+    xp = np.concatenate([np.zeros((C, k - 1)), x_ct], 1)
+    y = np.zeros((C, T)) + b[:, None]
+    for j in range(k):
+        y += w[:, 0, j][:, None] * xp[:, j: j + T]
+    return y
+
+
+# --------------------------------------------------------------------------------------- tests
+@pytest.mark.parametrize("cin,cout,k,d,T", [(5, 7, 7, 1, 13), (3, 4, 7, 3, 9), (6, 5, 7, 9, 31),
+                                            (4, 6, 3, 1, 1), (7, 3, 1, 1, 5), (16, 9, 7, 2, 2)])
+def test_causal_conv(cin, cout, k, d, T):
+    x, w, b = _r(cin, T), _r(cout, cin, k), _r(cout)
+    ref = conv1d_causal_twin(x, w, b, d)
+    wt = kc.conv_weight(w)
+    xp = np.concatenate([np.zeros(((k - 1) * d, cin), np.float32), x.T], 0)
+    out = np.empty((T, cout), np.float32)
+    kc.causal_conv(xp, wt, k, d, out)
+    assert np.abs(out + b - ref.T).max() < 1e-4
+    out2 = np.empty((T, cout), np.float32)
+    kc.conv_shifted(xp, wt, k, d, out2)
+    assert np.abs(out2 + b - ref.T).max() < 1e-4
+
+
+@pytest.mark.parametrize("cin,cout,k,s,T", [(5, 3, 16, 8, 7), (4, 6, 10, 5, 1), (3, 3, 2, 2, 11),
+                                            (6, 4, 6, 3, 5), (2, 5, 7, 3, 4)])
+def test_trans_conv_and_carry(cin, cout, k, s, T):
+    x, w, b = _r(cin, T), _r(cin, cout, k), _r(cout)
+    ref = trans_conv_twin(x, w, b, s)
+    wt = kc.trans_conv_weight(w)
+    carry = np.zeros((k - s, cout), np.float32)
+    out = np.empty((T * s, cout), np.float32)
+    kc.trans_conv(np.ascontiguousarray(x.T), wt, k, s, b, carry, out)
+    assert np.abs(out - ref.T).max() < 1e-4
+    # the same input in pieces: carry makes the result identical
+    carry = np.zeros((k - s, cout), np.float32)
+    parts, i = [], 0
+    for n in (1, 2, 3, 5, 8):
+        if i >= T:
+            break
+        xi = np.ascontiguousarray(x.T[i: i + n])
+        o = np.empty((xi.shape[0] * s, cout), np.float32)
+        kc.trans_conv(xi, wt, k, s, b, carry, o)
+        parts.append(o)
+        i += n
+    if i < T:
+        xi = np.ascontiguousarray(x.T[i:])
+        o = np.empty((xi.shape[0] * s, cout), np.float32)
+        kc.trans_conv(xi, wt, k, s, b, carry, o)
+        parts.append(o)
+    assert np.abs(np.concatenate(parts) - out).max() == 0.0
+
+
+@pytest.mark.parametrize("C,T,k", [(5, 9, 7), (33, 1, 7), (8, 17, 3)])
+def test_dwconv(C, T, k):
+    x, w, b = _r(C, T), _r(C, 1, k), _r(C)
+    ref = dwconv_twin(x, w, b)
+    xp = np.concatenate([np.zeros((k - 1, C), np.float32), x.T], 0)
+    out = np.empty((T, C), np.float32)
+    kc.dwconv_causal(xp, np.ascontiguousarray(w[:, 0, :].T), b, out)
+    assert np.abs(out - ref.T).max() < 1e-5
+
+
+def test_im2col():
+    xp = _r(20, 3)
+    cols = np.empty((8, 4 * 3), np.float32)
+    kc.im2col(cols, xp, 4, 3)
+    for t in range(8):
+        assert np.array_equal(cols[t], np.concatenate([xp[t + 3 * j] for j in range(4)]))
+
+
+@pytest.mark.parametrize("K,N,exact", [(48, 64, True), (512, 1024, True), (37, 5, False)])
+def test_matmul_rows_round_alike(K, N, exact):
+    """A single row goes through sgemm, not sgemv, so it rounds like a row of a bigger product
+    (stream == one-shot). OpenBLAS edge kernels (odd N) may still reorder sums: tolerance there."""
+    a, b = _r(9, K), _r(K, N)
+    full = kc.matmul(a, b)
+    assert np.abs(full - a.astype(np.float64) @ b).max() < 1e-3
+    for i in range(3):
+        one = kc.matmul(a[i:i + 1], b)[0]
+        assert np.array_equal(one, full[i]) if exact else np.abs(one - full[i]).max() < 1e-5
+    out = np.empty((1, N), np.float32)
+    kc.matmul(a[4:5], b, out)
+    assert np.array_equal(out[0], full[4]) if exact else np.abs(out[0] - full[4]).max() < 1e-5
