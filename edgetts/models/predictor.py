@@ -50,8 +50,11 @@ class Predictor:
             add_bias(dst, self.proj_b)
 
     def frame(self, h_prev: np.ndarray, e_c0: np.ndarray, codes_out: np.ndarray, greedy: bool,
-              temperature: float, top_k: int, top_p: float, rng, logits_out=None) -> np.ndarray:
-        """codes_out[0..G-2] = c1..c_{G-1}. h_prev: talker y [H]; e_c0: E(c0) [H]."""
+              temperature: float, top_k: int, top_p: float, rng, logits_out=None,
+              forced=None) -> np.ndarray:
+        """codes_out[0..G-2] = c1..c_{G-1}. h_prev: talker y [H]; e_c0: E(c0) [H].
+        logits_out [G-1, vocab] receives the raw logits; forced [G-1] replaces the sampled codes
+        (teacher forcing, for comparisons on identical inputs)."""
         cache = self.cache
         cache.reset()
         self.in2[0] = h_prev
@@ -71,6 +74,8 @@ class Predictor:
                 codes_out[j] = argmax(self.logits)
             else:
                 codes_out[j] = sample(self.logits, temperature, top_k, top_p, rng.random(), self.work)
+            if forced is not None:
+                codes_out[j] = forced[j]
         return codes_out
 
     def matrices(self):
