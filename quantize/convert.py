@@ -8,6 +8,7 @@ keys from `edgetts.gguf.constants`, stored types from `quantize.plan`.
 from __future__ import annotations
 
 import json
+import mmap
 import re
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ TALKER_DIR_RE = re.compile(r"Qwen3-TTS-12Hz-([0-9.]+B)-(\w+)", re.IGNORECASE)
 
 # ------------------------------------------------------------------------------ sources
 def _tensor_rows(t: W.Tensor):
-    """(nrows, ncols, rows(a, b) -> float32) over a stored tensor, read in row slices."""
+    """(nrows, ncols, rows(a, b) -> float32, release(a, b)) over a stored tensor, read in row slices."""
     if t.dtype not in ("F32", "F16", "BF16"):
         raise WeightsError(f"tensor {t.name!r} has type {t.dtype}; expected F32, F16 or BF16")
     ncols = int(t.shape[-1]) if t.shape else 1
@@ -40,7 +41,35 @@ def _tensor_rows(t: W.Tensor):
         if t.dtype == "BF16":
             return W.bf16_to_f32(np.ascontiguousarray(x))
         return np.asarray(x, dtype=np.float32)
-    return nrows, ncols, rows
+    return nrows, ncols, rows, _page_releaser(data)
+
+
+def _page_releaser(data: np.ndarray):
+    """release(a, b): drop the mapped pages of rows [a, b) from this process (MADV_DONTNEED).
+
+    The source stays memory-mapped and is read once, front to back; without this every page
+    read stays in the resident set until the end (2.5 GB for the 0.6B model). The file pages
+    stay in the page cache; a later read faults them back in. None when not mmap-backed."""
+    root = data
+    while isinstance(root, np.ndarray) and not isinstance(root.base, mmap.mmap):
+        root = root.base
+    if not isinstance(root, np.ndarray) or not hasattr(mmap, "MADV_DONTNEED") or not data.flags.c_contiguous:
+        return None
+    mm = root.base
+    start = root.ctypes.data - getattr(root, "offset", 0) % mmap.ALLOCATIONGRANULARITY
+    first = data.ctypes.data - start
+    row_bytes = data.shape[1] * data.itemsize
+
+    def release(a: int, b: int) -> None:
+        lo = first + a * row_bytes
+        hi = min(first + b * row_bytes, len(mm))
+        lo -= lo % mmap.PAGESIZE
+        if hi > lo:
+            try:
+                mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+            except (OSError, ValueError):
+                pass
+    return release
 
 
 def _array_rows(make):
@@ -55,9 +84,10 @@ def _array_rows(make):
     return rows
 
 
-def _item(name: str, shape: tuple[int, ...], qtype: str, nrows: int, ncols: int, rows, source: str) -> Item:
+def _item(name: str, shape: tuple[int, ...], qtype: str, nrows: int, ncols: int, rows, source: str,
+          release=None) -> Item:
     role, dtype, fb = choose(name, shape, qtype)
-    return Item(name, tuple(int(s) for s in shape), role, dtype, fb, rows, nrows, ncols, source)
+    return Item(name, tuple(int(s) for s in shape), role, dtype, fb, rows, nrows, ncols, source, release)
 
 
 def plan_items(weights: W.Weights, qtype: str, drop=lambda gguf_name: False,
@@ -74,8 +104,8 @@ def plan_items(weights: W.Weights, qtype: str, drop=lambda gguf_name: False,
         if drop(g):
             continue
         t = weights[hf]
-        nrows, ncols, rows = _tensor_rows(t)
-        items.append(_item(g, t.shape, qtype, nrows, ncols, rows, hf))
+        nrows, ncols, rows, release = _tensor_rows(t)
+        items.append(_item(g, t.shape, qtype, nrows, ncols, rows, hf, release))
     cbs = N.derived_codebooks(names)
 
     def order(g: str):

@@ -89,6 +89,7 @@ class Item:
     nrows: int
     ncols: int
     source: str                   # HF name(s), for messages
+    release: Callable[[int, int], None] | None = None   # drop source pages of rows [a, b) once written
 
     @property
     def nbytes(self) -> int:

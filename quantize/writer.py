@@ -55,9 +55,13 @@ def write_gguf(path: Path, arch: str, kv: list[tuple[str, str, Any]], items: lis
             step = max(1, CHUNK_ELEMS // max(1, it.ncols))
             written = 0
             for start in range(0, it.nrows, step):
-                block = encode(it, it.rows(start, min(it.nrows, start + step)))
+                stop = min(it.nrows, start + step)
+                block = encode(it, it.rows(start, stop))
                 block.tofile(fout)
                 written += block.nbytes
+                del block
+                if it.release is not None:
+                    it.release(start, stop)
             if written != it.nbytes:
                 raise RuntimeError(f"{it.name}: wrote {written} bytes, expected {it.nbytes}")
             w.write_padding(fout, it.nbytes)
