@@ -78,6 +78,14 @@ class TextTokenizer:
                    for t, ty in zip(tokens, types) if int(ty) in (_GGUF_CONTROL, _GGUF_USER_DEFINED)]
         if special:
             tok.add_special_tokens(special)
+        # Byte-level BPE vocabularies list 256 byte tokens, then one token per merge, in order;
+        # a normal token past that range (e.g. an added "assistant") no merge can produce: match it whole.
+        first_added = 256 + len(pairs)
+        extra = [AddedToken(str(t), special=False, normalized=False)
+                 for i, (t, ty) in enumerate(zip(tokens, types))
+                 if i >= first_added and int(ty) not in (_GGUF_CONTROL, _GGUF_USER_DEFINED)]
+        if extra:
+            tok.add_tokens(extra)
         return cls(tok)
 
     @classmethod
