@@ -51,8 +51,9 @@ class Player:
                  latency="high", stream_factory=None, dump: str | None = None):
         self.sample_rate = int(sample_rate)
         self.preroll = max(0, int(round(preroll * self.sample_rate)))
-        self.underruns = 0            # callbacks that had to play zeros before the end
-        self.underrun_samples = 0
+        self.underruns = 0            # times the queue ran dry before the end (gaps heard)
+        self.underrun_samples = 0     # zeros played in those gaps
+        self._starving = False
         self.played = 0               # real samples handed to the device
         self._queue: queue.Queue = queue.Queue()
         self._queued = 0              # samples written so far
@@ -158,8 +159,12 @@ class Player:
             out[filled:] = 0.0
             if self._ended:
                 raise self._stop_exc()
-            self.underruns += 1
+            if not self._starving:
+                self.underruns += 1
+            self._starving = True
             self.underrun_samples += frames - filled
+        else:
+            self._starving = False
 
     def _save_dump(self) -> None:
         if self._fed is None:
@@ -219,6 +224,9 @@ class AudioFileWriter:
     def commit(self) -> Path:
         self._file.close()
         try:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self._tmp, 0o666 & ~umask)  # mkstemp made it 0600
             os.replace(self._tmp, self.path)
         except OSError as e:
             self._tmp.unlink(missing_ok=True)

@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     quantize_cli.add_parser(sub)
     from . import info; info.add_parser(sub)
+    from . import say; say.add_parser(sub)
     return p
 
 
