@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgetts.kernels import quant
-from edgetts.kernels.matmul import BLAS_MIN_ROWS, Matrix
+from edgetts.kernels.matmul import BLAS_MIN_ROWS, QUANT_KERNELS, Matrix
 from edgetts.weights import Tensor
 
 QT = gguf.GGMLQuantizationType
@@ -141,6 +141,32 @@ def test_matvec_vs_numpy(dtype, shape):
         assert np.all(np.abs(out - ref) <= act_error_bound(wd, x) + slack)
     else:
         assert np.all(np.abs(out - ref) <= slack)
+
+
+@pytest.mark.parametrize("isa", quant.ISAS)
+@pytest.mark.parametrize("dtype", ["Q8_0", "Q4_0"])
+def test_quant_kernels_every_isa(isa, dtype):
+    """Every kernel set this CPU can run (generic, avx2, vnni), matvec and small batch, against
+    the integer twin; rows % 8 != 0 exercises the 8-row kernels' tails."""
+    mv, mm = QUANT_KERNELS[(dtype, isa)]
+    rng = np.random.default_rng(11)
+    for rows, cols in [(1, 32), (7, 96), (45, 224), (16, 1056)]:
+        m = Matrix.from_f32(rand_w(rng, rows, cols), dtype)
+        X = rng.standard_normal((3, cols)).astype(np.float32)
+        X[1] *= 1e-3
+        nb = cols // 32
+        XQ = np.empty((3, cols), np.int8)
+        XD = np.empty((3, nb), np.float32)
+        XS = np.empty((3, nb), np.int32)
+        quant.quantize_act_rows(X, XQ, XD, XS)
+        Y = np.empty((3, rows), np.float32)
+        mm(m.data, m.data.view(np.uint16), XQ, XD, XS, Y)
+        for t in range(3):
+            twin, scale = np_matvec_int8(m, X[t])
+            out = np.empty(rows, np.float32)
+            mv(m.data, m.data.view(np.uint16), XQ[t], XD[t], XS[t], out)
+            assert np.all(np.abs(out - twin) <= 1e-5 * scale + 1e-30)
+            assert np.all(np.abs(Y[t] - twin) <= 1e-5 * scale + 1e-30)
 
 
 @pytest.mark.parametrize("dtype", TYPES)

@@ -31,10 +31,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .quant import (QK, Q4_0_BYTES, Q8_0_BYTES, bf16_to_f32, dequantize_q4_0_par,
+from .quant import (KERNEL_ISA, QK, Q4_0_BYTES, Q8_0_BYTES, bf16_to_f32, dequantize_q4_0_par,
                     dequantize_q4_0_rows, dequantize_q8_0_par, dequantize_q8_0_rows,
                     dot_u4s8_32, dot_u8s8_32, f16_to_f32, quantize_act, quantize_act_rows,
-                    quantize_q8_0)
+                    quantize_q8_0, ROWS, rows8_q4_0_avx2, rows8_q4_0_vnni, rows8_q8_0_avx2,
+                    rows8_q8_0_vnni)
 
 DTYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0")
 _BLOCK_BYTES = {"Q8_0": Q8_0_BYTES, "Q4_0": Q4_0_BYTES}
@@ -78,66 +79,150 @@ def matvec_bf16(w, x, out):
         out[r] = acc
 
 
+@njit(cache=True, nogil=True, fastmath=True)
+def _row_q8_0(w, wd, r, xq, xd, xs):
+    """W[r] . x for Q8_0 w uint8[rows, nb*34] (wd = w as uint16: block b's scale at b*17)."""
+    base = r * w.shape[1]
+    acc = np.float32(0.0)
+    for b in range(xd.shape[0]):
+        s = dot_u8s8_32(w, base + b * Q8_0_BYTES + 2, xq, b * QK) - 128 * xs[b]
+        acc += (f16_to_f32(wd[r, b * (Q8_0_BYTES // 2)]) * xd[b]) * np.float32(s)
+    return acc
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _row_q4_0(w, wd, r, xq, xd, xs):
+    """W[r] . x for Q4_0 w uint8[rows, nb*18] (wd = w as uint16: block b's scale at b*9)."""
+    base = r * w.shape[1]
+    acc = np.float32(0.0)
+    for b in range(xd.shape[0]):
+        s = dot_u4s8_32(w, base + b * Q4_0_BYTES + 2, xq, b * QK) - 8 * xs[b]
+        acc += (f16_to_f32(wd[r, b * (Q4_0_BYTES // 2)]) * xd[b]) * np.float32(s)
+    return acc
+
+
+# generic (any CPU LLVM targets): one row at a time, one reduction per block
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def matvec_q8_0(w, wd, xq, xd, xs, out):
-    """w uint8[rows, nb*34] Q8_0 blocks, wd = w viewed as uint16 (scale of block b at b*17);
-    xq int8[nb*32], xd float32[nb], xs int32[nb]: the quantized activation."""
-    rows, rb = w.shape
-    nb = xd.shape[0]
-    for r in prange(rows):
-        acc = np.float32(0.0)
-        base = r * rb
-        for b in range(nb):
-            s = dot_u8s8_32(w, base + b * Q8_0_BYTES + 2, xq, b * QK) - 128 * xs[b]
-            acc += (f16_to_f32(wd[r, b * (Q8_0_BYTES // 2)]) * xd[b]) * np.float32(s)
-        out[r] = acc
+    """xq int8[nb*32], xd float32[nb], xs int32[nb]: the quantized activation."""
+    for r in prange(w.shape[0]):
+        out[r] = _row_q8_0(w, wd, r, xq, xd, xs)
 
 
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def matvec_q4_0(w, wd, xq, xd, xs, out):
-    """w uint8[rows, nb*18] Q4_0 blocks, wd = w viewed as uint16 (scale of block b at b*9)."""
+    for r in prange(w.shape[0]):
+        out[r] = _row_q4_0(w, wd, r, xq, xd, xs)
+
+
+# x86: eight rows per step (quant.rows8_*), the last rows % 8 with the generic row
+@njit(cache=True, parallel=True, fastmath=True, nogil=True)
+def matvec_q8_0_vnni(w, wd, xq, xd, xs, out):
     rows, rb = w.shape
-    nb = xd.shape[0]
-    for r in prange(rows):
-        acc = np.float32(0.0)
-        base = r * rb
-        for b in range(nb):
-            s = dot_u4s8_32(w, base + b * Q4_0_BYTES + 2, xq, b * QK) - 8 * xs[b]
-            acc += (f16_to_f32(wd[r, b * (Q4_0_BYTES // 2)]) * xd[b]) * np.float32(s)
-        out[r] = acc
+    for g in prange(rows // ROWS):
+        rows8_q8_0_vnni(w, ROWS * g * rb, rb, xq, xd, xs, xd.shape[0], out, ROWS * g)
+    for r in range(rows // ROWS * ROWS, rows):
+        out[r] = _row_q8_0(w, wd, r, xq, xd, xs)
+
+
+@njit(cache=True, parallel=True, fastmath=True, nogil=True)
+def matvec_q8_0_avx2(w, wd, xq, xd, xs, out):
+    rows, rb = w.shape
+    for g in prange(rows // ROWS):
+        rows8_q8_0_avx2(w, ROWS * g * rb, rb, xq, xd, xs, xd.shape[0], out, ROWS * g)
+    for r in range(rows // ROWS * ROWS, rows):
+        out[r] = _row_q8_0(w, wd, r, xq, xd, xs)
+
+
+@njit(cache=True, parallel=True, fastmath=True, nogil=True)
+def matvec_q4_0_vnni(w, wd, xq, xd, xs, out):
+    rows, rb = w.shape
+    for g in prange(rows // ROWS):
+        rows8_q4_0_vnni(w, ROWS * g * rb, rb, xq, xd, xs, xd.shape[0], out, ROWS * g)
+    for r in range(rows // ROWS * ROWS, rows):
+        out[r] = _row_q4_0(w, wd, r, xq, xd, xs)
+
+
+@njit(cache=True, parallel=True, fastmath=True, nogil=True)
+def matvec_q4_0_avx2(w, wd, xq, xd, xs, out):
+    rows, rb = w.shape
+    for g in prange(rows // ROWS):
+        rows8_q4_0_avx2(w, ROWS * g * rb, rb, xq, xd, xs, xd.shape[0], out, ROWS * g)
+    for r in range(rows // ROWS * ROWS, rows):
+        out[r] = _row_q4_0(w, wd, r, xq, xd, xs)
 
 
 # ------------------------------------------------------------ small-batch kernels (n rows of X)
+# out[t, r] = W[r] . X[t] for the quantized activations XQ int8[n, cols], XD/XS [n, nb]; the
+# weight rows of one step stay in L1 across the n activations.
 
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def matmul_q8_0(w, wd, XQ, XD, XS, out):
-    """out[t, r] = W[r] . X[t] for the quantized activations XQ int8[n, cols], XD/XS [n, nb]."""
-    rows, rb = w.shape
-    n, nb = XD.shape
-    cols = nb * QK
-    for r in prange(rows):
-        base = r * rb
-        for t in range(n):
-            acc = np.float32(0.0)
-            for b in range(nb):
-                s = dot_u8s8_32(w, base + b * Q8_0_BYTES + 2, XQ, t * cols + b * QK) - 128 * XS[t, b]
-                acc += (f16_to_f32(wd[r, b * (Q8_0_BYTES // 2)]) * XD[t, b]) * np.float32(s)
-            out[t, r] = acc
+    for r in prange(w.shape[0]):
+        for t in range(XQ.shape[0]):
+            out[t, r] = _row_q8_0(w, wd, r, XQ[t], XD[t], XS[t])
 
 
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def matmul_q4_0(w, wd, XQ, XD, XS, out):
+    for r in prange(w.shape[0]):
+        for t in range(XQ.shape[0]):
+            out[t, r] = _row_q4_0(w, wd, r, XQ[t], XD[t], XS[t])
+
+
+@njit(cache=True, parallel=True, fastmath=True, nogil=True)
+def matmul_q8_0_vnni(w, wd, XQ, XD, XS, out):
     rows, rb = w.shape
-    n, nb = XD.shape
-    cols = nb * QK
-    for r in prange(rows):
-        base = r * rb
-        for t in range(n):
-            acc = np.float32(0.0)
-            for b in range(nb):
-                s = dot_u4s8_32(w, base + b * Q4_0_BYTES + 2, XQ, t * cols + b * QK) - 8 * XS[t, b]
-                acc += (f16_to_f32(wd[r, b * (Q4_0_BYTES // 2)]) * XD[t, b]) * np.float32(s)
-            out[t, r] = acc
+    for g in prange(rows // ROWS):
+        for t in range(XQ.shape[0]):
+            rows8_q8_0_vnni(w, ROWS * g * rb, rb, XQ[t], XD[t], XS[t], XD.shape[1], out[t], ROWS * g)
+    for r in range(rows // ROWS * ROWS, rows):
+        for t in range(XQ.shape[0]):
+            out[t, r] = _row_q8_0(w, wd, r, XQ[t], XD[t], XS[t])
+
+
+@njit(cache=True, parallel=True, fastmath=True, nogil=True)
+def matmul_q8_0_avx2(w, wd, XQ, XD, XS, out):
+    rows, rb = w.shape
+    for g in prange(rows // ROWS):
+        for t in range(XQ.shape[0]):
+            rows8_q8_0_avx2(w, ROWS * g * rb, rb, XQ[t], XD[t], XS[t], XD.shape[1], out[t], ROWS * g)
+    for r in range(rows // ROWS * ROWS, rows):
+        for t in range(XQ.shape[0]):
+            out[t, r] = _row_q8_0(w, wd, r, XQ[t], XD[t], XS[t])
+
+
+@njit(cache=True, parallel=True, fastmath=True, nogil=True)
+def matmul_q4_0_vnni(w, wd, XQ, XD, XS, out):
+    rows, rb = w.shape
+    for g in prange(rows // ROWS):
+        for t in range(XQ.shape[0]):
+            rows8_q4_0_vnni(w, ROWS * g * rb, rb, XQ[t], XD[t], XS[t], XD.shape[1], out[t], ROWS * g)
+    for r in range(rows // ROWS * ROWS, rows):
+        for t in range(XQ.shape[0]):
+            out[t, r] = _row_q4_0(w, wd, r, XQ[t], XD[t], XS[t])
+
+
+@njit(cache=True, parallel=True, fastmath=True, nogil=True)
+def matmul_q4_0_avx2(w, wd, XQ, XD, XS, out):
+    rows, rb = w.shape
+    for g in prange(rows // ROWS):
+        for t in range(XQ.shape[0]):
+            rows8_q4_0_avx2(w, ROWS * g * rb, rb, XQ[t], XD[t], XS[t], XD.shape[1], out[t], ROWS * g)
+    for r in range(rows // ROWS * ROWS, rows):
+        for t in range(XQ.shape[0]):
+            out[t, r] = _row_q4_0(w, wd, r, XQ[t], XD[t], XS[t])
+
+
+# (dtype, isa) -> (matvec kernel, small-batch kernel); Matrix uses KERNEL_ISA's entry
+QUANT_KERNELS = {
+    ("Q8_0", "generic"): (matvec_q8_0, matmul_q8_0),
+    ("Q4_0", "generic"): (matvec_q4_0, matmul_q4_0),
+    ("Q8_0", "avx2"): (matvec_q8_0_avx2, matmul_q8_0_avx2),
+    ("Q4_0", "avx2"): (matvec_q4_0_avx2, matmul_q4_0_avx2),
+    ("Q8_0", "vnni"): (matvec_q8_0_vnni, matmul_q8_0_vnni),
+    ("Q4_0", "vnni"): (matvec_q4_0_vnni, matmul_q4_0_vnni),
+}
 
 
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
@@ -208,6 +293,7 @@ class Matrix:
             self._xq = np.zeros(cols, np.int8)    # this Matrix's activation scratch
             self._xd = np.zeros(nb, np.float32)
             self._xs = np.zeros(nb, np.int32)
+            self._mv, self._mm = QUANT_KERNELS[(dtype, KERNEL_ISA)]
 
     def __repr__(self) -> str:
         return f"Matrix({self.dtype}, {self.rows}x{self.cols})"
@@ -282,12 +368,9 @@ class Matrix:
         if x.dtype != np.float32 or out.dtype != np.float32:
             raise TypeError("matvec: x and out must be float32")
         dt = self.dtype
-        if dt == "Q8_0":
+        if dt == "Q8_0" or dt == "Q4_0":
             quantize_act(x, self._xq, self._xd, self._xs)
-            matvec_q8_0(self.data, self._wd, self._xq, self._xd, self._xs, out)
-        elif dt == "Q4_0":
-            quantize_act(x, self._xq, self._xd, self._xs)
-            matvec_q4_0(self.data, self._wd, self._xq, self._xd, self._xs, out)
+            self._mv(self.data, self._wd, self._xq, self._xd, self._xs, out)
         elif dt == "F32":
             matvec_f32(self.data, x, out)
         elif dt == "F16":
@@ -318,8 +401,7 @@ class Matrix:
             XS = np.empty((n, nb), np.int32)
             quantize_act_rows(X, XQ, XD, XS)
             res = out if out.flags.c_contiguous else np.empty((n, self.rows), np.float32)
-            kern = matmul_q8_0 if self.dtype == "Q8_0" else matmul_q4_0
-            kern(self.data, self._wd, XQ, XD, XS, res)
+            self._mm(self.data, self._wd, XQ, XD, XS, res)
             if res is not out:
                 out[...] = res
             return out
