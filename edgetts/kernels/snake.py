@@ -8,8 +8,9 @@ gelu_erf       x = gelu(x + bias), exact erf form            (ConvNeXt pwconv1)
 scale_residual x += gamma * (y + bias)                       (ConvNeXt gamma / layer scale)
 
 sin: no SVML here, and libm's scalar sin would cost ~0.5 s per second of audio (34.5 M calls), so
-sin^2 uses its own range reduction (float64 Cody-Waite by pi, sin^2 drops the sign) and an odd
-Taylor polynomial to degree 15 (|error| < 1e-10 on [-pi/2, pi/2]); LLVM vectorizes the loop.
+sin^2 uses its own float32 range reduction (3-part Cody-Waite by pi; sin^2 drops the sign) and
+an odd polynomial; LLVM vectorizes the loop (~0.5 ns per element vs ~5 ns through float64).
+Accuracy ~1e-7 relative for arguments up to ~1e4, like torch's float32 sin.
 Kernels are serial and nogil: the caller splits rows over its own threads (numba's prange
 thread pool spins at each call's barrier, which costs milliseconds per call when the LM thread
 or anything else competes for the two cores; a row split on Python threads does not spin).
@@ -21,37 +22,37 @@ import math
 import numpy as np
 from numba import njit
 
-_INV_PI = 1.0 / math.pi
-_PI_HI = 3.141592653589793116      # float64(pi)
-_PI_LO = 1.2246467991473532e-16    # pi - _PI_HI
+_INV_PI = np.float32(1.0 / math.pi)
+# pi split in three float32 parts (Cody-Waite): k*_P1 and k*_P2 are exact for |k| < 2^12
+_P1 = np.float32(3.140625)
+_P2 = np.float32(9.67502593994140625e-4)
+_P3 = np.float32(1.509957990978376432e-7)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, fastmath={"contract"}, inline="always")
 def _sin2(y):
-    """sin(y)^2 for float64 y (|y| up to ~1e6 keeps < 1e-9 absolute error)."""
-    k = math.floor(y * _INV_PI + 0.5)
-    r = (y - k * _PI_HI) - k * _PI_LO
+    """sin(y)^2 in float32: y - k*pi with k = rint(y/pi) (sin^2 ignores the sign (-1)^k), then an
+    odd Taylor polynomial to degree 11 on [-pi/2, pi/2] (|error| < 1e-7). Vectorizes (AVX-512)."""
+    k = np.rint(y * _INV_PI)
+    r = ((y - k * _P1) - k * _P2) - k * _P3
     r2 = r * r
-    p = 1.0 / 1307674368000.0
-    p = p * r2 - 1.0 / 6227020800.0
-    p = p * r2 + 1.0 / 39916800.0
-    p = p * r2 - 1.0 / 362880.0
-    p = p * r2 + 1.0 / 5040.0
-    p = p * r2 - 1.0 / 120.0
-    p = p * r2 + 1.0 / 6.0
-    s = r - r * r2 * p
+    p = np.float32(-2.5052108e-08)
+    p = p * r2 + np.float32(2.7557319e-06)
+    p = p * r2 - np.float32(1.9841270e-04)
+    p = p * r2 + np.float32(8.3333333e-03)
+    p = p * r2 - np.float32(1.6666667e-01)
+    s = r + r * r2 * p
     return s * s
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath={"contract"})
 def snake_beta(x, bias, a, inv_b, out):
     """out[t, c] = v + inv_b[c] * sin(a[c] * v)^2 with v = x[t, c] + bias[c]. out may alias x."""
     T, C = x.shape
     for t in range(T):
         for c in range(C):
             v = x[t, c] + bias[c]
-            y = np.float64(np.float32(a[c] * v))
-            out[t, c] = v + inv_b[c] * np.float32(_sin2(y))
+            out[t, c] = v + inv_b[c] * _sin2(a[c] * v)
 
 
 @njit(cache=True, nogil=True)

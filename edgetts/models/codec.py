@@ -21,6 +21,7 @@ q|k|v and gate|up fused).
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -106,36 +107,73 @@ class CodecConfig:
 
 # ------------------------------------------------------------------------------------ threads
 class _Rows:
-    """Runs a row-wise (nogil) kernel over row ranges on `threads` threads (the caller's one
-    included). Small arrays run inline: a thread hand-off costs ~20-50 us."""
+    """The codec's own 2-way (n-way) parallelism on Python threads running nogil numba kernels
+    and single-threaded BLAS calls. (OpenBLAS's own threads and numba's prange pool spin at
+    every call's barrier, which costs milliseconds per call as soon as anything else, e.g. the
+    LM thread, competes for the cores; futures block instead.)
+
+    rows(fn, x, *args, rows=...) splits a row-wise kernel over row ranges; par(fn, n) runs
+    fn(a, b) over a split of range(n); gemm(a, w, out) splits a product by rows of `a` when it
+    has many, else by columns of `w` (small-M products are weight-bandwidth bound).
+    """
 
     MIN_ELEMS = 1 << 15
+    MIN_GEMM = 1 << 21  # multiply-adds below which a product is not split
 
     def __init__(self, threads: int):
         self.threads = max(1, int(threads))
-        self.pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="codec") if self.threads > 1 else None
+        self.pool = None
+        if self.threads > 1:
+            self.pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="codec",
+                                           initializer=kc.blas_threads, initargs=(1,))
+
+    def par(self, fn, n):
+        if self.pool is None or n < 2:
+            fn(0, n)
+            return
+        parts = min(self.threads, n)
+        bounds = [(i * n // parts, (i + 1) * n // parts) for i in range(parts)]
+        futs = [self.pool.submit(fn, a, b) for a, b in bounds[1:]]
+        try:
+            fn(*bounds[0])
+        finally:
+            for f in futs:
+                f.result()
 
     def __call__(self, fn, x, *args, rows=(), extra=0):
         """fn(x[a:b], *args) with every array in `rows` (indexes into args) sliced the same way.
 
         extra: rows of left context the sliced arrays in `rows` carry beyond x's rows (im2col)."""
         T = x.shape[0]
-        if self.pool is None or x.size < self.MIN_ELEMS or T < 2 * self.threads:
+        if self.pool is None or x.size < self.MIN_ELEMS:
             fn(x, *args)
             return
-        step = -(-T // self.threads)
-        bounds = [(a, min(T, a + step)) for a in range(0, T, step)]
 
         def part(a, b):
             aa = list(args)
             for i in rows:
                 aa[i] = args[i][a: b + extra]
-            return fn(x[a:b], *aa)
+            fn(x[a:b], *aa)
 
-        futs = [self.pool.submit(part, a, b) for a, b in bounds[1:]]
-        part(*bounds[0])
-        for f in futs:
-            f.result()
+        self.par(part, T)
+
+    def gemm(self, a, w, out=None):
+        M, K = a.shape
+        N = w.shape[1]
+        if out is None:
+            out = np.empty((M, N), np.float32)
+        if self.pool is None or M * K * N < self.MIN_GEMM:
+            return kc.matmul(a, w, out)
+        if M >= 64 * self.threads:
+            self.par(lambda r0, r1: kc.matmul(a[r0:r1], w, out[r0:r1]), M)
+        else:
+            blocks = N // 64
+
+            def cols(b0, b1):
+                c0, c1 = b0 * 64, (N if b1 == blocks else b1 * 64)
+                out[:, c0:c1] = kc.matmul(a, w[:, c0:c1])
+            self.par(cols, blocks)
+        return out
 
 
 def default_threads() -> int:
@@ -175,12 +213,11 @@ class _Conv:
         """Conv over buf (state + new rows, bias NOT added); stores the new left context."""
         n = buf.shape[0] - self.ctx
         st[:] = buf[n:]
-        out = np.empty((n, self.cout), np.float32)
         if self.k == 1:
-            return kc.matmul(buf, self.w, out)
+            return rows.gemm(buf, self.w)
         cols = np.empty((n, self.k * self.cin), np.float32)
         rows(kc.im2col, cols, buf, self.k, self.d, rows=(0,), extra=self.ctx)
-        return kc.matmul(cols, self.w, out)
+        return rows.gemm(cols, self.w)
 
 
 class _TransConv:
@@ -195,9 +232,12 @@ class _TransConv:
     def state(self):
         return np.zeros((self.k - self.s, self.cout), np.float32)
 
-    def run(self, x, carry):
-        out = np.empty((x.shape[0] * self.s, self.cout), np.float32)
-        return kc.trans_conv(x, self.w, self.k, self.s, self.bias, carry, out)
+    def run(self, x, carry, rows):
+        n = x.shape[0]
+        y = rows.gemm(x, self.w)
+        out = np.empty((n * self.s, self.cout), np.float32)
+        kc.overlap_add(y.reshape(n, self.k, self.cout), carry, self.bias, self.s, out)
+        return out
 
 
 class CodecDecoder:
@@ -327,6 +367,7 @@ class CodecStream:
         self.dec = codec.decoder
         self.rows = codec.rows
         self.max_chunk = max_chunk or codec.chunk_frames
+        self.profile: dict | None = None  # set to {} to collect seconds per stage
         self.reset()
 
     def reset(self) -> None:
@@ -349,7 +390,7 @@ class CodecStream:
         n = codes.shape[0]
         spf = self.codec.samples_per_frame
         out = np.empty(n * spf, np.float32)
-        prev = kc.blas_threads(self.rows.threads)
+        prev = kc.blas_threads(1)
         try:
             for a in range(0, n, self.max_chunk):
                 b = min(n, a + self.max_chunk)
@@ -361,16 +402,23 @@ class CodecStream:
     # -- one chunk through every stage
     def _step(self, codes: np.ndarray) -> np.ndarray:
         d = self.dec
+        tick = self._tick
+        t0 = tick("start", 0.0)
         x = self._rvq(codes)
         x = self._pre_conv(x)
+        t0 = tick("rvq+pre_conv", t0)
         x = self._transformer(x)
+        t0 = tick("transformer", t0)
         for u, st in zip(d.upsample, self.up_st):
             x = self._upsample(u, st, x)
+        t0 = tick("upsample", t0)
         x = d.dec0.run(self._fill(d.dec0, self.dec0_st, x), self.dec0_st, self.rows)
+        t0 = tick("decoder.0", t0)
         bias = d.dec0.bias
-        for blk, st in zip(d.blocks, self.block_st):
+        for bi, (blk, st) in enumerate(zip(d.blocks, self.block_st)):
             x = self._block(blk, st, x, bias)
-            bias = np.zeros(x.shape[1], np.float32)
+            bias = _ZERO(x.shape[1])
+            t0 = tick(f"block{bi}", t0)
         fc = d.final_conv
         buf = fc.padded(self.final_st, x.shape[0])
         a, ib = d.final_snake
@@ -378,7 +426,17 @@ class CodecStream:
         y = fc.run(buf, self.final_st, self.rows)
         y += fc.bias
         np.clip(y, -1.0, 1.0, out=y)
+        tick("final", t0)
         return y.reshape(-1) if y.shape[1] == 1 else y[:, 0]
+
+    def _tick(self, stage, t0):
+        """Per-stage wall time into self.profile (a dict) when profiling is on."""
+        if self.profile is None:
+            return 0.0
+        t = time.perf_counter()
+        if stage != "start":
+            self.profile[stage] = self.profile.get(stage, 0.0) + (t - t0)
+        return t
 
     @staticmethod
     def _fill(conv, st, x):
@@ -405,7 +463,7 @@ class CodecStream:
         H, Hkv, hd = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         W = self.kcache.shape[1]
         eps = np.float32(cfg.rms_norm_eps)
-        h = kc.matmul(x, d.in_w)
+        h = self.rows.gemm(x, d.in_w)
         h += d.in_b
         cos, sin = ka.rope_cos_sin(np.arange(self.pos, self.pos + n), hd, cfg.rope_theta)
         a = np.empty_like(h)
@@ -414,7 +472,7 @@ class CodecStream:
         scale = np.float32(hd ** -0.5)
         for li, L in enumerate(d.layers):
             ka.rms_norm(h, L["attn_norm"], eps, a)
-            qkv = kc.matmul(a, L["qkv"])
+            qkv = self.rows.gemm(a, L["qkv"])
             q = qkv[:, : H * hd].reshape(n, H, hd)
             k = qkv[:, H * hd: (H + Hkv) * hd].reshape(n, Hkv, hd)
             v = qkv[:, (H + Hkv) * hd:].reshape(n, Hkv, hd)
@@ -423,14 +481,14 @@ class CodecStream:
             kall = np.concatenate([self.kcache[li, W - n_past:].reshape(n_past, Hkv, hd), k], 0)
             vall = np.concatenate([self.vcache[li, W - n_past:].reshape(n_past, Hkv, hd), v], 0)
             ka.window_attention(q, kall, vall, n_past, cfg.sliding_window, scale, att)
-            o = kc.matmul(att.reshape(n, H * hd), L["o"])
+            o = self.rows.gemm(att.reshape(n, H * hd), L["o"])
             ks.scale_residual(h, o, _ZERO(h.shape[1]), L["attn_scale"])
             ka.rms_norm(h, L["ffn_norm"], eps, a)
-            gu = kc.matmul(a, L["gate_up"])
+            gu = self.rows.gemm(a, L["gate_up"])
             I = gu.shape[1] // 2
             g = gu[:, :I]
             ka.silu_mul(g, gu[:, I:])
-            m = kc.matmul(np.ascontiguousarray(g), L["down"])
+            m = self.rows.gemm(np.ascontiguousarray(g), L["down"])
             ks.scale_residual(h, m, _ZERO(h.shape[1]), L["ffn_scale"])
             # keep the last W frames of K/V (a window of sliding_window - 1 past frames)
             if W > 0:
@@ -442,13 +500,13 @@ class CodecStream:
         self.n_past = min(W, n_past + n)
         self.pos += n
         ka.rms_norm(h, d.norm_w, eps, a)
-        y = kc.matmul(a, d.out_w)
+        y = self.rows.gemm(a, d.out_w)
         y += d.out_b
         return y
 
     def _upsample(self, u, st, x):
         carry, dw_st = st
-        y = u["tconv"].run(x, carry)
+        y = u["tconv"].run(x, carry, self.rows)
         T, C = y.shape
         ctx = u["dw_ctx"]
         buf = np.empty((ctx + T, C), np.float32)
@@ -458,9 +516,9 @@ class CodecStream:
         h = np.empty((T, C), np.float32)
         kc.dwconv_causal(buf, u["dw_w"], u["dw_b"], h)
         self.rows(ks.layer_norm, h, u["norm_w"], u["norm_b"], CONVNEXT_EPS, h, rows=(3,))
-        p = kc.matmul(h, u["pw1"])
+        p = self.rows.gemm(h, u["pw1"])
         self.rows(ks.gelu_erf, p, u["pw1_b"])
-        q = kc.matmul(p, u["pw2"])
+        q = self.rows.gemm(p, u["pw2"])
         self.rows(ks.scale_residual, y, q, u["pw2_b"], u["gamma"], rows=(0,))
         return y
 
@@ -469,19 +527,39 @@ class CodecStream:
         a, ib = blk["snake"]
         s = np.empty_like(x)
         self.rows(ks.snake_beta, x, bias, a, ib, s, rows=(3,))
-        y = blk["tconv"].run(s, carry)
-        zero = _ZERO(y.shape[1])
+        y = blk["tconv"].run(s, carry, self.rows)
+        T, C = y.shape
+        zero = _ZERO(C)
         for u, ust in zip(blk["units"], unit_st):
-            c1 = u["conv1"]
-            buf = c1.padded(ust, y.shape[0])
+            c1, c2 = u["conv1"], u["conv2"]
             a1, ib1 = u["act1"]
-            self.rows(ks.snake_beta, y, zero, a1, ib1, buf[c1.ctx:], rows=(3,))
-            h = c1.run(buf, ust, self.rows)
             a2, ib2 = u["act2"]
-            self.rows(ks.snake_beta, h, c1.bias, a2, ib2, h, rows=(3,))
-            z = kc.matmul(h, u["conv2"].w)
-            self.rows(ks.residual_add, y, z, u["conv2"].bias, rows=(0,))
+            ctx = c1.ctx
+            buf = c1.padded(ust, T)
+            # phase 1: Snake1 into the conv input, after the left context
+            self.rows(ks.snake_beta, y, zero, a1, ib1, buf[ctx:], rows=(3,))
+            ust[:] = buf[T:]
+            # phase 2, each thread on its own rows: im2col, dilated k7 conv (GEMM), Snake2,
+            # 1x1 conv (GEMM), residual add. Rows are independent once phase 1 is done.
+            if self.rows.pool is None or T * C * C * c1.k < self.rows.MIN_GEMM:
+                self._unit_rows(u, buf, y, 0, T)
+            else:
+                self.rows.par(lambda r0, r1: self._unit_rows(u, buf, y, r0, r1), T)
         return y
+
+    @staticmethod
+    def _unit_rows(u, buf, y, r0, r1):
+        c1, c2 = u["conv1"], u["conv2"]
+        a2, ib2 = u["act2"]
+        n = r1 - r0
+        if n <= 0:
+            return
+        cols = np.empty((n, c1.k * c1.cin), np.float32)
+        kc.im2col(cols, buf[r0: r1 + c1.ctx], c1.k, c1.d)
+        h = kc.matmul(cols, c1.w)
+        ks.snake_beta(h, c1.bias, a2, ib2, h)
+        z = kc.matmul(h, c2.w)
+        ks.residual_add(y[r0:r1], z, c2.bias)
 
 
 _ZEROS: dict = {}
@@ -498,7 +576,7 @@ def _ZERO(n):
 class Codec:
     """The codec decoder. Codec.load(checkpoint); decode(codes) or stream().push(codes)."""
 
-    chunk_frames = 8
+    chunk_frames = 8  # frames per internal step of decode(): bigger = fewer weight passes
 
     def __init__(self, decoder: CodecDecoder, threads: int | None = None):
         self.decoder = decoder

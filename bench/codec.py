@@ -1,0 +1,182 @@
+"""Codec decoder speed: seconds of compute per second of audio, full-size random weights.
+
+    python bench/codec.py [--threads 2] [--frames 125] [--stream-frames 25] [--chunks 1,2,4,8]
+                          [--dtype F32|F16]
+
+Builds the released decoder shape (spec/codec.md section 2, 114.3 M params) with random
+weights in-process (F16 = the same weights stored as float16, widened at load), then times:
+one-shot decode of --frames frames, streaming frame by frame and in chunks, seconds per stage,
+and numpy sgemm GFLOP/s (1 BLAS thread) on the decoder's GEMM shapes and the resulting floor:
+2 x GMAC / best rate = CPU seconds per audio second that fp32 GEMMs alone need.
+The official PyTorch decoder figures are constants from
+/work/shared/reference/results/bench_fp32.json / bench_bf16.json (same machine, 2 threads,
+125 frames): 0.7842 s (fp32) and 0.3474 s (bf16) per audio second. Prints JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _common import json_out, run_info
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from test_codec_random import checkpoint_from_tensors, random_codec_tensors  # noqa: E402
+
+from edgetts.models.codec import Codec  # noqa: E402
+
+OFFICIAL = {"fp32_s_per_audio_s": 0.7842, "bf16_s_per_audio_s": 0.3474,
+            "source": "shared/reference/results/bench_{fp32,bf16}.json decoder_s_per_audio_s "
+                      "(qwen-tts 0.1.1, torch 2.13 cpu, 2 threads, 125 frames, min of 2)"}
+
+# speech_tokenizer/config.json decoder_config of the released Qwen3-TTS-Tokenizer-12Hz
+FULL = dict(codebook_size=2048, codebook_dim=512, num_quantizers=16, num_semantic_quantizers=1,
+            latent_dim=1024, hidden_size=512, intermediate_size=1024, num_hidden_layers=8,
+            num_attention_heads=16, num_key_value_heads=16, head_dim=64, sliding_window=72,
+            upsample_rates=[8, 5, 4, 3], upsampling_ratios=[2, 2], decoder_dim=1536,
+            rms_norm_eps=1e-5, rope_theta=10000.0)
+
+
+def macs_per_frame(cfg: dict) -> dict:
+    """Multiply-adds per codec frame by stage (GEMM work only)."""
+    L, Hd, I = cfg["latent_dim"], cfg["hidden_size"], cfg["intermediate_size"]
+    qw = cfg["num_attention_heads"] * cfg["head_dim"]
+    kw = cfg["num_key_value_heads"] * cfg["head_dim"]
+    m = {"rvq+pre_conv": 3 * cfg["codebook_dim"] * L,
+         "transformer": 2 * L * Hd + cfg["num_hidden_layers"] * (Hd * (qw + 2 * kw) + qw * Hd + 3 * Hd * I
+                                                                 + 2 * qw * cfg["sliding_window"])}
+    r, up = 1, 0
+    for ratio in cfg["upsampling_ratios"]:
+        up += r * L * L * ratio + r * ratio * 2 * L * 4 * L
+        r *= ratio
+    m["upsample"] = up
+    C = cfg["decoder_dim"]
+    m["decoder.0"] = r * 7 * L * C
+    for b, rate in enumerate(cfg["upsample_rates"]):
+        co = C // 2
+        m[f"block{b}"] = r * C * co * 2 * rate + r * rate * 3 * (7 * co * co + co * co)
+        r *= rate
+        C = co
+    m["final"] = r * 7 * C
+    return m
+
+
+def gemm_gflops(shapes, threads: int) -> dict:
+    from edgetts.kernels import conv as kc
+    out = {}
+    prev = kc.blas_threads(threads)
+    try:
+        for M, K, N in shapes:
+            a = np.random.default_rng(0).standard_normal((M, K), dtype=np.float32)
+            b = np.random.default_rng(1).standard_normal((K, N), dtype=np.float32)
+            c = np.empty((M, N), np.float32)
+            np.dot(a, b, out=c)
+            best, cpu = 1e9, 1e9
+            for _ in range(5):
+                t, p = time.perf_counter(), time.thread_time()
+                np.dot(a, b, out=c)
+                best = min(best, time.perf_counter() - t)
+                cpu = min(cpu, time.thread_time() - p)
+            out[f"{M}x{K}x{N}"] = {"wall": round(2 * M * K * N / best / 1e9, 1),
+                                   "per_thread_cpu": round(2 * M * K * N / max(cpu, 1e-9) / 1e9, 1)}
+    finally:
+        kc.blas_threads(prev)
+    return out
+
+
+def timed(fn, repeat):
+    """(best wall seconds, process CPU seconds of that run). CPU time is the figure that
+    survives a shared machine: wall ~= CPU / threads when the cores are free."""
+    best, cpu = 1e9, 0.0
+    for _ in range(repeat):
+        t, p = time.perf_counter(), time.process_time()
+        fn()
+        w = time.perf_counter() - t
+        if w < best:
+            best, cpu = w, time.process_time() - p
+    return best, cpu
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--frames", type=int, default=125)
+    ap.add_argument("--stream-frames", type=int, default=25)
+    ap.add_argument("--chunks", default="1,2,4,8")
+    ap.add_argument("--dtype", default="F32", choices=["F32", "F16"])
+    ap.add_argument("--repeat", type=int, default=2)
+    args = ap.parse_args()
+
+    res = {"bench": "codec_decoder", "config": "released decoder shape, random weights",
+           "threads": args.threads, "dtype_stored": args.dtype, "official": OFFICIAL, "run": run_info()}
+    t = time.perf_counter()
+    tensors = random_codec_tensors(FULL, seed=0, dtype=np.float16 if args.dtype == "F16" else np.float32)
+    codec = Codec.load(checkpoint_from_tensors(tensors, FULL), threads=args.threads)
+    del tensors
+    res["load_s"] = round(time.perf_counter() - t, 2)
+    spf, sr = codec.samples_per_frame, codec.sample_rate
+    frame_s = spf / sr
+    mpf = macs_per_frame(FULL)
+    res["gmac_per_audio_s"] = round(sum(mpf.values()) / frame_s / 1e9, 2)
+
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, codec.codebook_size, (max(args.frames, args.stream_frames), codec.num_quantizers))
+    codec.decode(codes[:4])  # JIT warm-up
+
+    # one-shot (decode = a fresh stream fed in chunks of Codec.chunk_frames)
+    T = args.frames
+    best, cpu = timed(lambda: codec.decode(codes[:T]), args.repeat)
+    res["oneshot"] = {"frames": T, "s": round(best, 3), "s_per_audio_s": round(best / (T * frame_s), 4),
+                      "cpu_s_per_audio_s": round(cpu / (T * frame_s), 4), "chunk_frames": codec.chunk_frames}
+
+    # streamed
+    res["stream"] = {}
+    n = args.stream_frames
+    for ch in [int(c) for c in args.chunks.split(",")]:
+        def run(ch=ch):
+            st = codec.stream()
+            for i in range(0, n, ch):
+                st.push(codes[i:i + ch])
+        best, cpu = timed(run, args.repeat)
+        res["stream"][f"chunk{ch}"] = {"frames": n, "s": round(best, 3),
+                                       "s_per_audio_s": round(best / (n * frame_s), 4),
+                                       "cpu_s_per_audio_s": round(cpu / (n * frame_s), 4),
+                                       "ms_per_frame": round(1e3 * best / n, 1)}
+
+    # per stage (chunks of 4 frames): wall time, and thread CPU time on a 1-thread codec
+    audio = n * frame_s
+    for label, c, clock in (("stages_chunk4_wall", codec, None),
+                            ("stages_chunk4_cpu_1thread", Codec(codec.decoder, threads=1), time.thread_time)):
+        import edgetts.models.codec as cm
+        saved = cm.time
+        if clock is not None:
+            import types
+            cm.time = types.SimpleNamespace(perf_counter=clock)
+        try:
+            st = c.stream()
+            st.profile = {}
+            for i in range(0, n, 4):
+                st.push(codes[i:i + 4])
+        finally:
+            cm.time = saved
+        res[label] = {k: {"s_per_audio_s": round(v / audio, 4),
+                          "gflops": round(2 * mpf.get(k, 0) * n / v / 1e9, 1) if mpf.get(k) else None}
+                      for k, v in st.profile.items()}
+        res[label]["total_s_per_audio_s"] = round(sum(st.profile.values()) / audio, 4)
+
+    # the bound: numpy sgemm on the decoder's GEMM shapes at 4 frames per call
+    # (block1 conv1 im2col, block0 transposed conv, block2 conv1, block3 conv1, pwconv1)
+    res["sgemm_gflops"] = gemm_gflops([(640, 7 * 384, 384), (32, 1536, 16 * 768), (2560, 7 * 192, 192),
+                                       (7680, 7 * 96, 96), (16, 1024, 4096), (4000, 2688, 384)], 1)
+    best_rate = max(v["per_thread_cpu"] for v in res["sgemm_gflops"].values())
+    res["gemm_floor_cpu_s_per_audio_s"] = round(2 * res["gmac_per_audio_s"] / best_rate, 3)
+    res["target_s_per_audio_s"] = 0.4
+    json_out(res)
+
+
+if __name__ == "__main__":
+    main()
