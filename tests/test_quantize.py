@@ -443,3 +443,18 @@ def test_sharded_source_and_tokenizer_json(tmp_path, capsys):
     assert [t.name for t in ra.tensors] == [t.name for t in rb.tensors]
     for ta, tb in zip(ra.tensors, rb.tensors):
         assert np.asarray(ta.data).tobytes() == np.asarray(tb.data).tobytes(), ta.name
+
+
+def test_page_release_keeps_data_readable(tmp_path):
+    from quantize.convert import _tensor_rows
+
+    p = tmp_path / "w.safetensors"
+    x = RNG.standard_normal((300, 64)).astype(np.float32)
+    save_file({"w": x}, str(p))
+    t = W.open(p).main["w"]
+    nrows, ncols, rows, release = _tensor_rows(t)
+    assert (nrows, ncols) == (300, 64) and release is not None
+    a = rows(0, 100).copy()
+    release(0, 300)
+    np.testing.assert_array_equal(rows(0, 100), a)
+    np.testing.assert_array_equal(rows(0, 300), x)
