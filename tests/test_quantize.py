@@ -458,3 +458,28 @@ def test_page_release_keeps_data_readable(tmp_path):
     release(0, 300)
     np.testing.assert_array_equal(rows(0, 100), a)
     np.testing.assert_array_equal(rows(0, 300), x)
+
+
+def test_hub_id_offline_from_local_cache(tmp_path, capsys, monkeypatch):
+    """The real snapshot_download path, offline, against a local hub cache layout (no network)."""
+    import huggingface_hub.constants as hc
+
+    src = need_tiny()
+    repo = tmp_path / "cache" / "models--Qwen--Qwen3-TTS-12Hz-0.6B-CustomVoice"
+    snap = repo / "snapshots" / ("0" * 40)
+    snap.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    for f in src.iterdir():
+        (snap / f.name).symlink_to(f.resolve())
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    assert main(["quantize", "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice", "--qtype", "q8_0", "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["qwen-talker-0.6b-customvoice-Q8_0.gguf",
+                                                     "qwen-tokenizer-12hz-Q8_0.gguf"]
+    capsys.readouterr()
+    _fails(capsys, ["quantize", "Qwen/NotCached", "--qtype", "q8_0", "-o", str(tmp_path / "o2")],
+           "cannot download from the Hugging Face hub")
+    assert not (tmp_path / "o2").exists()
