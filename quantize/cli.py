@@ -72,7 +72,9 @@ def resolve_source(src: str) -> tuple[Path, str]:
     raise EdgeTTSError(f"{src}: no such file or directory")
 
 
-def prepare_outdir(outdir: Path) -> None:
+def prepare_outdir(outdir: Path) -> bool:
+    """Create OUTDIR if needed and check it is writable; True when this call created it."""
+    existed = outdir.is_dir()
     try:
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -81,6 +83,7 @@ def prepare_outdir(outdir: Path) -> None:
         raise EdgeTTSError(f"{outdir}: not a directory")
     if not os.access(outdir, os.W_OK | os.X_OK):
         raise EdgeTTSError(f"{outdir}: output directory is not writable")
+    return not existed
 
 
 def quantize(src: str, qtype: str, outdir: str | None = None, progress: bool = True,
@@ -122,7 +125,7 @@ def quantize(src: str, qtype: str, outdir: str | None = None, progress: bool = T
 
     talker_name, codec_name = C.output_names(cfg, hint, qtype)
     outp = Path(outdir).expanduser() if outdir else Path.cwd() / f"{hint}-{qtype}"
-    prepare_outdir(outp)
+    created = prepare_outdir(outp)
 
     for n in notes:
         print(f"note: {n}", file=out)
@@ -145,8 +148,12 @@ def quantize(src: str, qtype: str, outdir: str | None = None, progress: bool = T
                 write_gguf(af.temp(talker_name), K.ARCH_MAIN, kv_main, main_items, tick)
                 if cp is not None:
                     write_gguf(af.temp(codec_name), K.ARCH_CODEC, kv_codec, codec_items, tick)
-        except OSError as e:
-            raise EdgeTTSError(f"{outp}: cannot write the GGUF files ({e.strerror or e})") from None
+        except BaseException as e:
+            if created and not any(outp.iterdir()):
+                outp.rmdir()   # leave nothing behind, not even the directory we made
+            if isinstance(e, OSError):
+                raise EdgeTTSError(f"{outp}: cannot write the GGUF files ({e.strerror or e})") from None
+            raise
     dt = time.perf_counter() - t0
     print(f"policy: {policy_line(qtype)}", file=out)
     print(f"wrote {tp} ({tp.stat().st_size / 1e6:.1f} MB, {len(main_items)} tensors)", file=out)

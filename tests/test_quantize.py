@@ -394,6 +394,11 @@ def test_failure_mid_write_leaves_nothing(tmp_path, capsys, monkeypatch, exc, rc
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    fresh = tmp_path / "fresh"        # a directory the command creates is removed again
+    calls["n"] = 0
+    assert main(["quantize", str(TINY), "--qtype", "q8_0", "-o", str(fresh)]) == rc
+    capsys.readouterr()
+    assert not fresh.exists()
 
 
 def test_hub_id_uses_snapshot_download(tmp_path, capsys, monkeypatch):
