@@ -160,3 +160,28 @@ def test_stop_guards(rand):
         assert r.timings["stop"] == "eos" and expected < r.codes.shape[0] < cap
     finally:
         tts.talker.codec_head = head
+
+
+def test_decode_steps_allocate_nothing(rand):
+    """After warm-up a talker step and a code-predictor single step allocate no array data
+    (tracemalloc sees numpy's allocations; array views are a few hundred bytes)."""
+    import tracemalloc
+
+    tts, _ = rand
+    t = tts.cfg.talker
+    cache = KVCache(t.n_layers, t.n_kv_heads, t.head_dim, 32)
+    row = np.random.default_rng(0).standard_normal((1, t.hidden)).astype(np.float32)
+    tts.talker.step(row.copy(), cache)
+    p = tts.predictor
+    x1 = np.random.default_rng(1).standard_normal((1, tts.cfg.predictor.hidden)).astype(np.float32)
+    p.stack.forward(x1.copy(), 0, p.cache, p.buf1)
+    tracemalloc.start()
+    try:
+        for _ in range(3):
+            tts.talker.step(row, cache)
+            p.stack.forward(x1, 1, p.cache, p.buf1)
+            p.heads[0].matvec(p.buf1.y[0], p.logits)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4096, peak
