@@ -196,6 +196,7 @@ class _Conv:
     def __init__(self, w_torch, bias, dilation=1):
         self.cout, self.cin, self.k = w_torch.shape
         self.d = dilation
+        # tap-major copy [k*Cin, Cout] (im2col order)
         self.w = kc.conv_weight(w_torch)
         self.bias = np.ascontiguousarray(bias, np.float32)
         self.ctx = (self.k - 1) * dilation
@@ -236,7 +237,7 @@ class _TransConv:
         n = x.shape[0]
         y = rows.gemm(x, self.w)
         out = np.empty((n * self.s, self.cout), np.float32)
-        kc.overlap_add(y.reshape(n, self.k, self.cout), carry, self.bias, self.s, out)
+        kc.overlap_add(y.reshape(n, self.cout, self.k), carry, self.bias, self.s, out)
         return out
 
 
@@ -250,26 +251,28 @@ class CodecDecoder:
         # RVQ: fold output_proj into the codebooks -> [nq, codebook_size, codebook_dim]
         nsem = cfg.num_semantic_quantizers
         groups = [("vq_first", range(nsem)), ("vq_rest", range(cfg.num_quantizers - nsem))]
-        tables = []
+        proj = {g: get(f"tok_dec.{g}.output_proj.weight") for g, idx in groups if len(idx)}
+        cdim = next(iter(proj.values())).shape[0]
+        self.tables = np.empty((cfg.num_quantizers, cfg.codebook_size, cdim), np.float32)
+        q = 0
         for g, idx in groups:
             if len(idx) == 0:
                 continue
-            proj = get(f"tok_dec.{g}.output_proj.weight")
-            proj = proj.reshape(proj.shape[0], proj.shape[1])  # [codebook_dim, dim_internal]
+            pw = proj[g].reshape(proj[g].shape[0], proj[g].shape[1])  # [codebook_dim, dim_internal]
             for i in idx:
                 cb = get(f"tok_dec.{g}.{i}.codebook")  # [codebook_size, dim_internal]
-                if cb.shape[0] != cfg.codebook_size:
-                    raise EdgeTTSError(f"codec: codebook {g}.{i} has {cb.shape[0]} rows, "
-                                       f"config says codebook_size {cfg.codebook_size}")
-                tables.append((cb.astype(np.float64) @ proj.T.astype(np.float64)).astype(np.float32))
-        self.tables = np.ascontiguousarray(np.stack(tables))
-        self.codebook_dim = self.tables.shape[2]
+                if cb.shape != (cfg.codebook_size, pw.shape[1]) or pw.shape[0] != cdim:
+                    raise EdgeTTSError(f"codec: codebook {g}.{i} is {cb.shape}, expected "
+                                       f"[{cfg.codebook_size}, {pw.shape[1]}] (codebook_size from the config)")
+                kc.matmul(cb, pw.T, self.tables[q])
+                q += 1
+        self.codebook_dim = cdim
 
         self.pre_conv = _Conv(get("tok_dec.pre_conv.weight"), get("tok_dec.pre_conv.bias"))
 
         # transformer
         t = "tok_dec.pre_tfm."
-        self.in_w = np.ascontiguousarray(get(t + "input_proj.weight").T)
+        self.in_w = _linear_t(get(t + "input_proj.weight"))
         self.in_b = get(t + "input_proj.bias")
         self.layers = []
         for i in range(cfg.num_hidden_layers):
@@ -281,17 +284,16 @@ class CodecDecoder:
                                    f"heads {cfg.num_attention_heads}/{cfg.num_key_value_heads} x {cfg.head_dim}")
             self.layers.append(dict(
                 attn_norm=get(b + "attn_norm.weight"),
-                qkv=np.ascontiguousarray(np.concatenate([wq, wk, wv], 0).T),
-                o=np.ascontiguousarray(get(b + "attn_output.weight").T),
+                qkv=_linear_t(wq, wk, wv),
+                o=_linear_t(get(b + "attn_output.weight")),
                 attn_scale=get(b + "attn_scale"),
                 ffn_norm=get(b + "ffn_norm.weight"),
-                gate_up=np.ascontiguousarray(
-                    np.concatenate([get(b + "ffn_gate.weight"), get(b + "ffn_up.weight")], 0).T),
-                down=np.ascontiguousarray(get(b + "ffn_down.weight").T),
+                gate_up=_linear_t(get(b + "ffn_gate.weight"), get(b + "ffn_up.weight")),
+                down=_linear_t(get(b + "ffn_down.weight")),
                 ffn_scale=get(b + "ffn_scale"),
             ))
         self.norm_w = get(t + "norm.weight")
-        self.out_w = np.ascontiguousarray(get(t + "output_proj.weight").T)
+        self.out_w = _linear_t(get(t + "output_proj.weight"))
         self.out_b = get(t + "output_proj.bias")
 
         # upsampler: transposed conv (k = s = ratio) + ConvNeXt
@@ -304,8 +306,8 @@ class CodecDecoder:
                 dw_w=np.ascontiguousarray(dw[:, 0, :].T), dw_b=get(p + "dwconv.bias"),
                 dw_ctx=dw.shape[2] - 1,
                 norm_w=get(p + "norm.weight"), norm_b=get(p + "norm.bias"),
-                pw1=np.ascontiguousarray(get(p + "pwconv1.weight").T), pw1_b=get(p + "pwconv1.bias"),
-                pw2=np.ascontiguousarray(get(p + "pwconv2.weight").T), pw2_b=get(p + "pwconv2.bias"),
+                pw1=_linear_t(get(p + "pwconv1.weight")), pw1_b=get(p + "pwconv1.bias"),
+                pw2=_linear_t(get(p + "pwconv2.weight")), pw2_b=get(p + "pwconv2.bias"),
                 gamma=get(p + "gamma"),
             ))
 
@@ -339,9 +341,14 @@ class CodecDecoder:
     @staticmethod
     def _getter(view):
         def get(name):
+            """float32 array in the stored (PyTorch) shape: F32 tensors are the memory-mapped
+            data itself (no copy), other types are widened/dequantized."""
             if name not in view:
                 raise EdgeTTSError(f"codec weights: tensor {name!r} missing")
-            return np.ascontiguousarray(view[name].numpy(), np.float32)
+            t = view[name]
+            if t.dtype == "F32":
+                return np.asarray(t.data, np.float32).reshape(t.shape)
+            return np.ascontiguousarray(t.numpy(), np.float32)
         return get
 
     def _check(self):
@@ -560,6 +567,18 @@ class CodecStream:
         ks.snake_beta(h, c1.bias, a2, ib2, h)
         z = kc.matmul(h, c2.w)
         ks.residual_add(y[r0:r1], z, c2.bias)
+
+
+def _linear_t(*ws):
+    """Linear weights [out_i, in] -> one contiguous [in, sum(out_i)] (x @ W^T as a fast GEMM;
+    several share an input: q|k|v, gate|up)."""
+    n_in = ws[0].shape[1]
+    out = np.empty((n_in, sum(w.shape[0] for w in ws)), np.float32)
+    o = 0
+    for w in ws:
+        out[:, o: o + w.shape[0]] = w.T
+        o += w.shape[0]
+    return out
 
 
 _ZEROS: dict = {}
