@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgetts.kernels import quant
-from edgetts.kernels.matmul import BLAS_MIN_ROWS, QUANT_KERNELS, Matrix
+from edgetts.kernels.matmul import BLAS_MIN_ROWS, QUANT_KERNELS, Matrix, pack_x8
 from edgetts.weights import Tensor
 
 QT = gguf.GGMLQuantizationType
@@ -148,7 +148,7 @@ def test_matvec_vs_numpy(dtype, shape):
 def test_quant_kernels_every_isa(isa, dtype):
     """Every kernel set this CPU can run (generic, avx2, vnni), matvec and small batch, against
     the integer twin; rows % 8 != 0 exercises the 8-row kernels' tails."""
-    mv, mm = QUANT_KERNELS[(dtype, isa)]
+    mv, mm, _ = QUANT_KERNELS[(dtype, isa)]
     rng = np.random.default_rng(11)
     for rows, cols in [(1, 32), (7, 96), (45, 224), (16, 1056)]:
         m = Matrix.from_f32(rand_w(rng, rows, cols), dtype)
@@ -160,11 +160,13 @@ def test_quant_kernels_every_isa(isa, dtype):
         XS = np.empty((3, nb), np.int32)
         quant.quantize_act_rows(X, XQ, XD, XS)
         Y = np.empty((3, rows), np.float32)
-        mm(m.data, m.data.view(np.uint16), XQ, XD, XS, Y)
+        p = pack_x8(m.data, dtype)
+        assert p.nbytes == rows // 8 * 8 * m.data.shape[1]  # same bytes as the rows it holds
+        mm(p, m.data, m.data.view(np.uint16), XQ, XD, XS, Y)
         for t in range(3):
             twin, scale = np_matvec_int8(m, X[t])
             out = np.empty(rows, np.float32)
-            mv(m.data, m.data.view(np.uint16), XQ[t], XD[t], XS[t], out)
+            mv(p, m.data, m.data.view(np.uint16), XQ[t], XD[t], XS[t], out)
             assert np.all(np.abs(out - twin) <= 1e-5 * scale + 1e-30)
             assert np.all(np.abs(Y[t] - twin) <= 1e-5 * scale + 1e-30)
 

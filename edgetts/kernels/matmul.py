@@ -19,9 +19,15 @@ uint4 x int8 (Q4_0) dot product with int32 accumulation, scaled by d_w * d_x:
 The block dot products are LLVM vector IR (edgetts.kernels.quant.dot_*), rows run in
 parallel with prange; the thread count is the caller's numba.set_num_threads.
 
-Layout decision: the GGML bytes are used as stored (scale + quants interleaved per block);
-the kernels reach about the machine's read bandwidth on them (bench/matmul.py), so no repacked
-copy is kept.
+Layout decision (measured, bench/matmul.py and the notes in the kernel section): the x86
+kernels read an "x8" copy of a quantized matrix (for every 8 rows and block: the 8 float16 scales,
+then the 8 rows' quants) -- the same bytes reordered, so exactly the size of the original. It is
+made on the first product (or Matrix.prepare()), never for tables only used through rows_f32.
+It was ~20-45 % faster than reading the GGML rows in place (one linear stream, one scale load
+per 8 rows, constant offsets). The generic kernels read the GGML bytes in place.
+
+numba's cache does not notice edits to quant.py when a kernel here inlines its intrinsics:
+after changing quant.py, delete edgetts/kernels/__pycache__.
 
 Thread safety: each Matrix owns its activation scratch, so two threads may call matvec on
 DIFFERENT Matrix objects at once; calls on the same Matrix must not overlap.
@@ -29,13 +35,14 @@ DIFFERENT Matrix objects at once; calls on the same Matrix must not overlap.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 from .quant import (KERNEL_ISA, QK, Q4_0_BYTES, Q8_0_BYTES, bf16_to_f32, dequantize_q4_0_par,
                     dequantize_q4_0_rows, dequantize_q8_0_par, dequantize_q8_0_rows,
                     dot_u4s8_32, dot_u8s8_32, f16_to_f32, quantize_act, quantize_act_rows,
-                    quantize_q8_0, ROWS, rows8_q4_0_avx2, rows8_q4_0_vnni, rows8_q8_0_avx2,
-                    rows8_q8_0_vnni)
+                    quantize_q8_0)
 
 DTYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0")
 _BLOCK_BYTES = {"Q8_0": Q8_0_BYTES, "Q4_0": Q4_0_BYTES}
@@ -43,6 +50,8 @@ _BLOCK_BYTES = {"Q8_0": Q8_0_BYTES, "Q4_0": Q4_0_BYTES}
 # in L1 per row); more rows dequantize tiles of W and call BLAS.
 BLAS_MIN_ROWS = 16
 _TILE_BYTES = 1 << 20  # float32 bytes of one dequantized tile (fits L2)
+_EMPTY = np.zeros(0, np.uint8)
+_EMPTY.flags.writeable = False
 
 
 # ---------------------------------------------------------------------------- matvec kernels
@@ -101,128 +110,328 @@ def _row_q4_0(w, wd, r, xq, xd, xs):
     return acc
 
 
-# generic (any CPU LLVM targets): one row at a time, one reduction per block
+# generic (any CPU LLVM targets): one row at a time, one reduction per block. The unused first
+# argument (the x8 copy) keeps one signature for every kernel set.
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
-def matvec_q8_0(w, wd, xq, xd, xs, out):
+def matvec_q8_0(p, w, wd, xq, xd, xs, out):
     """xq int8[nb*32], xd float32[nb], xs int32[nb]: the quantized activation."""
     for r in prange(w.shape[0]):
         out[r] = _row_q8_0(w, wd, r, xq, xd, xs)
 
 
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
-def matvec_q4_0(w, wd, xq, xd, xs, out):
+def matvec_q4_0(p, w, wd, xq, xd, xs, out):
     for r in prange(w.shape[0]):
         out[r] = _row_q4_0(w, wd, r, xq, xd, xs)
 
 
-# x86: eight rows per step (quant.rows8_*), the last rows % 8 with the generic row
+# ------------------------------------------------- x86 kernels: 8 interleaved rows (LLVM IR)
+#
+# The generic per-block dot ends every block with a horizontal reduction (~6 shuffles and adds)
+# and scalar int->float work: ~20 instructions per 32 weights. The x86 kernels take eight rows
+# at once and never reduce a block to a scalar:
+#   p_k = <8 x i32> partial sums of block b of row k          (vpdpbusd, or vpmaddubsw+vpmaddwd)
+#   t   = [A B C D E F G H]: three levels of in-lane horizontal adds (vphaddd) and one 128-bit
+#         swap fold the eight p_k into the exact int32 block dots of the eight rows
+#   acc += float(t - c * xs_b) * float([dA .. dH]) * d_x     (one vcvtph2ps, one FMA)
+# The int32 block dots are exact, so the float rounding matches the generic kernel's.
+#
+# They read the weights in the "x8" layout (repack_x8): for each group of 8 rows and each block,
+# the 8 float16 scales (16 bytes) then the 8 rows' quants (8 x 32 or 8 x 16 bytes) -- exactly
+# the bytes of the 8 GGML blocks, reordered, so the copy is the size of the original. One
+# linear stream per thread, one 16-byte scale load per step, constant offsets.
+# They name x86 intrinsics, so they are only built when the host has them (quant.KERNEL_ISA).
+
+_V = ir.VectorType
+_I8, _I16, _I32, _I64, _F32 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64), ir.FloatType()
+ROWS = 8  # rows per step of the x86 kernels
+
+
+def _data(context, builder, aryty, ary):
+    return context.make_array(aryty)(context, builder, value=ary).data
+
+
+def _load(builder, base, off, ty, align=1):
+    return builder.load(builder.bitcast(builder.gep(base, [off]), ty.as_pointer()), align=align)
+
+
+def _fn(builder, name, ret, args):
+    from numba.core import cgutils
+
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(ret, args), name)
+
+
+def _idx(vals):
+    return ir.Constant(_V(_I32, len(vals)), list(vals))
+
+
+def _dot8(builder, isa, wv, xv, signed_w=False):
+    """32 weights wv (<32 x i8>: unsigned, or signed when signed_w) times xv <32 x s8> ->
+    <8 x i32> partial sums (4 products per lane)."""
+    v8, v16, b32 = _V(_I32, 8), _V(_I16, 16), _V(_I8, 32)
+    if isa == "vnni":  # u8 x s8, accumulated in i32: no saturation
+        if signed_w:
+            raise ValueError("vnni path wants unsigned weights")
+        f = _fn(builder, "llvm.x86.avx512.vpdpbusd.256", v8, [v8, v8, v8])
+        return builder.call(f, [ir.Constant(v8, None), builder.bitcast(wv, v8), builder.bitcast(xv, v8)])
+    if signed_w:  # |w| (<= 128 as u8) x sign(w)*x: pairs <= 2*128*127 < 2^15, no saturation
+        fabs = _fn(builder, "llvm.abs.v32i8", b32, [b32, ir.IntType(1)])
+        fsign = _fn(builder, "llvm.x86.avx2.psign.b", b32, [b32, b32])
+        xv = builder.call(fsign, [xv, wv])
+        wv = builder.call(fabs, [wv, ir.Constant(ir.IntType(1), 0)])
+    f1 = _fn(builder, "llvm.x86.avx2.pmadd.ub.sw", v16, [b32, b32])  # pairs of u8 x s8 -> i16
+    f2 = _fn(builder, "llvm.x86.avx2.pmadd.wd", v8, [v16, v16])
+    m = builder.call(f1, [wv, xv])
+    return builder.call(f2, [m, ir.Constant(v16, [1] * 16)])
+
+
+def _rows8(kind: str, isa: str):
+    """Intrinsic rows8(p, off, nb, xq, xd, xs, out, r): out[r + k] = W[r + k] . x for k < 8,
+    p the x8-layout bytes (repack_x8), off = byte offset of this group of rows."""
+    bpb = Q8_0_BYTES if kind == "q8_0" else Q4_0_BYTES
+    qb = bpb - 2
+    # Q8_0 on vnni: (w + 128) as u8, then subtract 128 * sum(xq); Q4_0: nibble, subtract
+    # 8 * sum(xq). Q8_0 on avx2 uses the |w|, sign(w) * x form: no correction.
+    signed_w = kind == "q8_0" and isa != "vnni"
+    corr = 0 if signed_w else (128 if kind == "q8_0" else 8)
+
+    @intrinsic
+    def rows8(typingctx, p, off, nb, xq, xd, xs, out, r):
+        if not (_is_byte_array(p) and _is_byte_array(xq)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            pa, off, nb, xa, xda, xsa, outa, r = args
+            pp = _data(context, builder, sig.args[0], pa)
+            xp = _data(context, builder, sig.args[3], xa)
+            xdp = _data(context, builder, sig.args[4], xda)
+            xsp = _data(context, builder, sig.args[5], xsa)
+            outp = _data(context, builder, sig.args[6], outa)
+            off = context.cast(builder, off, sig.args[1], types.int64)
+            nb = context.cast(builder, nb, sig.args[2], types.int64)
+            r = context.cast(builder, r, sig.args[7], types.int64)
+            f8, i8x8 = _V(_F32, 8), _V(_I32, 8)
+            entry = builder.block
+            loop = builder.append_basic_block("rows8.loop")
+            done = builder.append_basic_block("rows8.done")
+            builder.branch(loop)
+            builder.position_at_end(loop)
+            b = builder.phi(_I64)
+            acc = builder.phi(f8)
+            b.add_incoming(ir.Constant(_I64, 0), entry)
+            acc.add_incoming(ir.Constant(f8, None), entry)
+
+            xv = _load(builder, xp, builder.mul(b, ir.Constant(_I64, QK)), _V(_I8, 32))
+            blk = builder.add(off, builder.mul(b, ir.Constant(_I64, ROWS * bpb)))
+            ps = []
+            for k in range(ROWS):
+                qo = builder.add(blk, ir.Constant(_I64, 2 * ROWS + k * qb))
+                if kind == "q8_0":
+                    wv = _load(builder, pp, qo, _V(_I8, 32))
+                    if not signed_w:
+                        wv = builder.xor(wv, ir.Constant(_V(_I8, 32), [0x80] * 32))
+                elif isa == "vnni":
+                    # [bytes | bytes] & [0x0F.. | 0xF0..] = [low nibbles | 16 * high nibbles]:
+                    # one broadcast load and one AND; the 16x is shifted out after the fold
+                    v = _load(builder, pp, qo, _V(_I8, 16))
+                    wv = builder.shuffle_vector(v, v, _idx(list(range(16)) * 2))
+                    wv = builder.and_(wv, ir.Constant(_V(_I8, 32), [0x0F] * 16 + [0xF0] * 16))
+                else:  # avx2 pairs must stay < 2^15: real nibbles, low and high joined
+                    v = _load(builder, pp, qo, _V(_I8, 16))
+                    lo = builder.and_(v, ir.Constant(_V(_I8, 16), [15] * 16))
+                    hi = builder.lshr(v, ir.Constant(_V(_I8, 16), [4] * 16))
+                    wv = builder.shuffle_vector(lo, hi, _idx(range(32)))
+                ps.append(_dot8(builder, isa, wv, xv, signed_w))
+            # in-lane horizontal add (vphaddd ymm): [a0+a1 a2+a3 c0+c1 c2+c3 | a4+a5 ...]
+            ev = _idx([0, 2, 8, 10, 4, 6, 12, 14])
+            od = _idx([1, 3, 9, 11, 5, 7, 13, 15])
+
+            def hadd(a, c):
+                return builder.add(builder.shuffle_vector(a, c, ev), builder.shuffle_vector(a, c, od))
+
+            h = [hadd(ps[0], ps[1]), hadd(ps[2], ps[3]), hadd(ps[4], ps[5]), hadd(ps[6], ps[7])]
+            g0 = hadd(h[0], h[1])  # [A B C D | A B C D] (sums of the low / high 128-bit halves)
+            g1 = hadd(h[2], h[3])  # [E F G H | E F G H]
+            if kind == "q4_0" and isa == "vnni":  # high halves hold 16 * (exact) sums
+                sh = ir.Constant(i8x8, [0, 0, 0, 0, 4, 4, 4, 4])
+                g0, g1 = builder.ashr(g0, sh), builder.ashr(g1, sh)
+            t = builder.add(builder.shuffle_vector(g0, g1, _idx([0, 1, 2, 3, 8, 9, 10, 11])),
+                            builder.shuffle_vector(g0, g1, _idx([4, 5, 6, 7, 12, 13, 14, 15])))
+            if corr:
+                xs_b = builder.load(builder.gep(xsp, [b]))
+                c = builder.mul(xs_b, ir.Constant(_I32, corr))
+                cv = builder.insert_element(ir.Constant(i8x8, ir.Undefined), c, ir.Constant(_I32, 0))
+                t = builder.sub(t, builder.shuffle_vector(cv, cv, _idx([0] * 8)))
+            tf = builder.sitofp(t, f8)
+            hv = _load(builder, pp, blk, _V(_I16, ROWS))  # the 8 rows' float16 scales
+            dw = builder.fpext(builder.bitcast(hv, _V(ir.HalfType(), 8)), f8)
+            dx = builder.load(builder.gep(xdp, [b]))
+            dxv = builder.insert_element(ir.Constant(f8, ir.Undefined), dx, ir.Constant(_I32, 0))
+            dxv = builder.shuffle_vector(dxv, dxv, _idx([0] * 8))
+            sc = builder.fmul(dw, dxv, flags=("fast",))
+            fma = _fn(builder, "llvm.fma.v8f32", f8, [f8, f8, f8])
+            accn = builder.call(fma, [tf, sc, acc])
+            bn = builder.add(b, ir.Constant(_I64, 1))
+            b.add_incoming(bn, loop)
+            acc.add_incoming(accn, loop)
+            builder.cbranch(builder.icmp_signed("<", bn, nb), loop, done)
+
+            builder.position_at_end(done)
+            builder.store(accn, builder.bitcast(builder.gep(outp, [r]), f8.as_pointer()), align=4)
+            return context.get_dummy_value()
+
+        return types.none(p, off, nb, xq, xd, xs, out, r), codegen
+
+    return rows8
+
+
+def _is_byte_array(t):
+    return isinstance(t, types.Array) and t.dtype.bitwidth == 8 and t.layout == "C"
+
+
+rows8_q8_0_vnni = _rows8("q8_0", "vnni")
+rows8_q4_0_vnni = _rows8("q4_0", "vnni")
+rows8_q8_0_avx2 = _rows8("q8_0", "avx2")
+rows8_q4_0_avx2 = _rows8("q4_0", "avx2")
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def repack_x8(w, bpb, out):
+    """GGML rows w uint8[rows, nb * bpb] -> x8 layout out uint8[rows // 8 * nb * 8 * bpb]:
+    per group of 8 rows and block: 8 float16 scales, then the 8 rows' quants. Rows past the
+    last full group are not copied (the kernels read them from w)."""
+    nb = w.shape[1] // bpb
+    qb = bpb - 2
+    for g in prange(w.shape[0] // ROWS):
+        for b in range(nb):
+            o = (g * nb + b) * ROWS * bpb
+            for k in range(ROWS):
+                r = ROWS * g + k
+                out[o + 2 * k] = w[r, b * bpb]
+                out[o + 2 * k + 1] = w[r, b * bpb + 1]
+                for i in range(qb):
+                    out[o + 2 * ROWS + k * qb + i] = w[r, b * bpb + 2 + i]
+
+
+# x86: eight rows per step from the x8 copy p, the last rows % 8 with the generic row from w
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
-def matvec_q8_0_vnni(w, wd, xq, xd, xs, out):
-    rows, rb = w.shape
+def matvec_q8_0_vnni(p, w, wd, xq, xd, xs, out):
+    rows, nb = w.shape[0], xd.shape[0]
     for g in prange(rows // ROWS):
-        rows8_q8_0_vnni(w, ROWS * g * rb, rb, xq, xd, xs, xd.shape[0], out, ROWS * g)
+        rows8_q8_0_vnni(p, g * nb * ROWS * Q8_0_BYTES, nb, xq, xd, xs, out, ROWS * g)
     for r in range(rows // ROWS * ROWS, rows):
         out[r] = _row_q8_0(w, wd, r, xq, xd, xs)
 
 
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
-def matvec_q8_0_avx2(w, wd, xq, xd, xs, out):
-    rows, rb = w.shape
+def matvec_q8_0_avx2(p, w, wd, xq, xd, xs, out):
+    rows, nb = w.shape[0], xd.shape[0]
     for g in prange(rows // ROWS):
-        rows8_q8_0_avx2(w, ROWS * g * rb, rb, xq, xd, xs, xd.shape[0], out, ROWS * g)
+        rows8_q8_0_avx2(p, g * nb * ROWS * Q8_0_BYTES, nb, xq, xd, xs, out, ROWS * g)
     for r in range(rows // ROWS * ROWS, rows):
         out[r] = _row_q8_0(w, wd, r, xq, xd, xs)
 
 
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
-def matvec_q4_0_vnni(w, wd, xq, xd, xs, out):
-    rows, rb = w.shape
+def matvec_q4_0_vnni(p, w, wd, xq, xd, xs, out):
+    rows, nb = w.shape[0], xd.shape[0]
     for g in prange(rows // ROWS):
-        rows8_q4_0_vnni(w, ROWS * g * rb, rb, xq, xd, xs, xd.shape[0], out, ROWS * g)
+        rows8_q4_0_vnni(p, g * nb * ROWS * Q4_0_BYTES, nb, xq, xd, xs, out, ROWS * g)
     for r in range(rows // ROWS * ROWS, rows):
         out[r] = _row_q4_0(w, wd, r, xq, xd, xs)
 
 
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
-def matvec_q4_0_avx2(w, wd, xq, xd, xs, out):
-    rows, rb = w.shape
+def matvec_q4_0_avx2(p, w, wd, xq, xd, xs, out):
+    rows, nb = w.shape[0], xd.shape[0]
     for g in prange(rows // ROWS):
-        rows8_q4_0_avx2(w, ROWS * g * rb, rb, xq, xd, xs, xd.shape[0], out, ROWS * g)
+        rows8_q4_0_avx2(p, g * nb * ROWS * Q4_0_BYTES, nb, xq, xd, xs, out, ROWS * g)
     for r in range(rows // ROWS * ROWS, rows):
         out[r] = _row_q4_0(w, wd, r, xq, xd, xs)
 
 
 # ------------------------------------------------------------ small-batch kernels (n rows of X)
 # out[t, r] = W[r] . X[t] for the quantized activations XQ int8[n, cols], XD/XS [n, nb]; the
-# weight rows of one step stay in L1 across the n activations.
+# weights of one step stay in L1 across the n activations.
 
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
-def matmul_q8_0(w, wd, XQ, XD, XS, out):
+def matmul_q8_0(p, w, wd, XQ, XD, XS, out):
     for r in prange(w.shape[0]):
         for t in range(XQ.shape[0]):
             out[t, r] = _row_q8_0(w, wd, r, XQ[t], XD[t], XS[t])
 
 
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
-def matmul_q4_0(w, wd, XQ, XD, XS, out):
+def matmul_q4_0(p, w, wd, XQ, XD, XS, out):
     for r in prange(w.shape[0]):
         for t in range(XQ.shape[0]):
             out[t, r] = _row_q4_0(w, wd, r, XQ[t], XD[t], XS[t])
 
 
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
-def matmul_q8_0_vnni(w, wd, XQ, XD, XS, out):
-    rows, rb = w.shape
+def matmul_q8_0_vnni(p, w, wd, XQ, XD, XS, out):
+    rows, nb = w.shape[0], XD.shape[1]
     for g in prange(rows // ROWS):
         for t in range(XQ.shape[0]):
-            rows8_q8_0_vnni(w, ROWS * g * rb, rb, XQ[t], XD[t], XS[t], XD.shape[1], out[t], ROWS * g)
+            rows8_q8_0_vnni(p, g * nb * ROWS * Q8_0_BYTES, nb, XQ[t], XD[t], XS[t], out[t], ROWS * g)
     for r in range(rows // ROWS * ROWS, rows):
         for t in range(XQ.shape[0]):
             out[t, r] = _row_q8_0(w, wd, r, XQ[t], XD[t], XS[t])
 
 
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
-def matmul_q8_0_avx2(w, wd, XQ, XD, XS, out):
-    rows, rb = w.shape
+def matmul_q8_0_avx2(p, w, wd, XQ, XD, XS, out):
+    rows, nb = w.shape[0], XD.shape[1]
     for g in prange(rows // ROWS):
         for t in range(XQ.shape[0]):
-            rows8_q8_0_avx2(w, ROWS * g * rb, rb, XQ[t], XD[t], XS[t], XD.shape[1], out[t], ROWS * g)
+            rows8_q8_0_avx2(p, g * nb * ROWS * Q8_0_BYTES, nb, XQ[t], XD[t], XS[t], out[t], ROWS * g)
     for r in range(rows // ROWS * ROWS, rows):
         for t in range(XQ.shape[0]):
             out[t, r] = _row_q8_0(w, wd, r, XQ[t], XD[t], XS[t])
 
 
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
-def matmul_q4_0_vnni(w, wd, XQ, XD, XS, out):
-    rows, rb = w.shape
+def matmul_q4_0_vnni(p, w, wd, XQ, XD, XS, out):
+    rows, nb = w.shape[0], XD.shape[1]
     for g in prange(rows // ROWS):
         for t in range(XQ.shape[0]):
-            rows8_q4_0_vnni(w, ROWS * g * rb, rb, XQ[t], XD[t], XS[t], XD.shape[1], out[t], ROWS * g)
+            rows8_q4_0_vnni(p, g * nb * ROWS * Q4_0_BYTES, nb, XQ[t], XD[t], XS[t], out[t], ROWS * g)
     for r in range(rows // ROWS * ROWS, rows):
         for t in range(XQ.shape[0]):
             out[t, r] = _row_q4_0(w, wd, r, XQ[t], XD[t], XS[t])
 
 
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
-def matmul_q4_0_avx2(w, wd, XQ, XD, XS, out):
-    rows, rb = w.shape
+def matmul_q4_0_avx2(p, w, wd, XQ, XD, XS, out):
+    rows, nb = w.shape[0], XD.shape[1]
     for g in prange(rows // ROWS):
         for t in range(XQ.shape[0]):
-            rows8_q4_0_avx2(w, ROWS * g * rb, rb, XQ[t], XD[t], XS[t], XD.shape[1], out[t], ROWS * g)
+            rows8_q4_0_avx2(p, g * nb * ROWS * Q4_0_BYTES, nb, XQ[t], XD[t], XS[t], out[t], ROWS * g)
     for r in range(rows // ROWS * ROWS, rows):
         for t in range(XQ.shape[0]):
             out[t, r] = _row_q4_0(w, wd, r, XQ[t], XD[t], XS[t])
 
 
-# (dtype, isa) -> (matvec kernel, small-batch kernel); Matrix uses KERNEL_ISA's entry
+# (dtype, isa) -> (matvec kernel, small-batch kernel, reads the x8 copy); Matrix uses
+# quant.KERNEL_ISA's entry
 QUANT_KERNELS = {
-    ("Q8_0", "generic"): (matvec_q8_0, matmul_q8_0),
-    ("Q4_0", "generic"): (matvec_q4_0, matmul_q4_0),
-    ("Q8_0", "avx2"): (matvec_q8_0_avx2, matmul_q8_0_avx2),
-    ("Q4_0", "avx2"): (matvec_q4_0_avx2, matmul_q4_0_avx2),
-    ("Q8_0", "vnni"): (matvec_q8_0_vnni, matmul_q8_0_vnni),
-    ("Q4_0", "vnni"): (matvec_q4_0_vnni, matmul_q4_0_vnni),
+    ("Q8_0", "generic"): (matvec_q8_0, matmul_q8_0, False),
+    ("Q4_0", "generic"): (matvec_q4_0, matmul_q4_0, False),
+    ("Q8_0", "avx2"): (matvec_q8_0_avx2, matmul_q8_0_avx2, True),
+    ("Q4_0", "avx2"): (matvec_q4_0_avx2, matmul_q4_0_avx2, True),
+    ("Q8_0", "vnni"): (matvec_q8_0_vnni, matmul_q8_0_vnni, True),
+    ("Q4_0", "vnni"): (matvec_q4_0_vnni, matmul_q4_0_vnni, True),
 }
+
+
+def pack_x8(w: np.ndarray, dtype: str) -> np.ndarray:
+    """The x8-layout copy of GGML rows w (empty when there is no full group of 8 rows)."""
+    bpb = _BLOCK_BYTES[dtype]
+    out = np.empty(w.shape[0] // ROWS * w.shape[1] * ROWS, np.uint8)
+    if out.size:
+        repack_x8(w, bpb, out)
+    out.flags.writeable = False
+    return out
 
 
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
@@ -293,10 +502,24 @@ class Matrix:
             self._xq = np.zeros(cols, np.int8)    # this Matrix's activation scratch
             self._xd = np.zeros(nb, np.float32)
             self._xs = np.zeros(nb, np.int32)
-            self._mv, self._mm = QUANT_KERNELS[(dtype, KERNEL_ISA)]
+            self._mv, self._mm, self._wants_x8 = QUANT_KERNELS[(dtype, KERNEL_ISA)]
+            self._x8 = _EMPTY  # x8-layout copy for the x86 kernels, made on first use
 
     def __repr__(self) -> str:
         return f"Matrix({self.dtype}, {self.rows}x{self.cols})"
+
+    def _packed(self) -> np.ndarray:
+        if self._wants_x8 and self._x8 is _EMPTY and self.rows >= ROWS:
+            self._x8 = pack_x8(self.data, self.dtype)
+        return self._x8
+
+    def prepare(self) -> "Matrix":
+        """Make the kernel-side copy now (x86 Q8_0/Q4_0: the x8 layout, same size as the
+        weights) instead of on the first product. Embedding tables used only through rows_f32
+        never need it."""
+        if self.dtype in _BLOCK_BYTES:
+            self._packed()
+        return self
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -370,7 +593,7 @@ class Matrix:
         dt = self.dtype
         if dt == "Q8_0" or dt == "Q4_0":
             quantize_act(x, self._xq, self._xd, self._xs)
-            self._mv(self.data, self._wd, self._xq, self._xd, self._xs, out)
+            self._mv(self._packed(), self.data, self._wd, self._xq, self._xd, self._xs, out)
         elif dt == "F32":
             matvec_f32(self.data, x, out)
         elif dt == "F16":
@@ -401,7 +624,7 @@ class Matrix:
             XS = np.empty((n, nb), np.int32)
             quantize_act_rows(X, XQ, XD, XS)
             res = out if out.flags.c_contiguous else np.empty((n, self.rows), np.float32)
-            self._mm(self.data, self._wd, XQ, XD, XS, res)
+            self._mm(self._packed(), self.data, self._wd, XQ, XD, XS, res)
             if res is not out:
                 out[...] = res
             return out
