@@ -54,6 +54,7 @@ class TTS:
         if threads:
             import numba
             numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+        self.threads = threads
         self.checkpoint = ck = checkpoint
         self.cfg = cfg = _config.from_checkpoint(ck)
         view = GGUFView(ck.main)
@@ -113,7 +114,7 @@ class TTS:
             if not self.has_codec:
                 raise EdgeTTSError(f"{self.checkpoint.root}: this checkpoint has no speech tokenizer (codec)")
             from .models.codec import Codec  # lazy
-            self._codec = Codec.load(self.checkpoint)
+            self._codec = Codec.load(self.checkpoint, self.threads)
         return self._codec
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
