@@ -107,3 +107,20 @@ def test_silu_mul():
     ref = g / (1 + np.exp(-g.astype(np.float64))) * u
     ka.silu_mul(g, u)
     assert np.abs(g - ref).max() < 1e-5
+
+
+@pytest.mark.parametrize("M,K,N", [(4, 7, 5), (8, 33, 17), (12, 64, 3)])
+def test_linear_rows(M, K, N):
+    x, w = _r(M, K), _r(N, K)
+    out = np.full((M, N), np.nan, np.float32)
+    ka.linear_rows(x, w, out, 0, N)
+    assert np.abs(out - x.astype(np.float64) @ w.T.astype(np.float64)).max() < 1e-4
+    # a column range, and rows computed alone (padded to 4) round exactly alike
+    part = np.zeros((M, N), np.float32)
+    ka.linear_rows(x, w, part, 1, N)
+    assert np.array_equal(part[:, 1:], out[:, 1:])
+    x4 = np.zeros((4, K), np.float32)
+    x4[0] = x[M - 1]
+    one = np.empty((4, N), np.float32)
+    ka.linear_rows(x4, w, one, 0, N)
+    assert np.array_equal(one[0], out[M - 1])

@@ -96,3 +96,36 @@ def silu_mul(g, u):
         for i in range(D):
             a = g[t, i]
             g[t, i] = a / (np.float32(1.0) + np.float32(math.exp(-a))) * u[t, i]
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def linear_rows(x, w, out, n0, n1):
+    """out[m, n] = sum_k x[m, k] * w[n, k] for output columns n0..n1 (w as PyTorch stores a
+    Linear: [out, in]; read once, straight from the file's memory map when F32).
+
+    For the few-row products of the codec's low-rate stages (<= a few dozen rows), where BLAS
+    spends more on packing the weights than on arithmetic. x must have a multiple of 4 rows
+    (pad with zeros): every row then goes through the same 4-row loop, so a row's result does
+    not depend on how many rows came with it (streamed == one-shot)."""
+    M, K = x.shape
+    for n in range(n0, n1):
+        wr = w[n]
+        for m in range(0, M, 4):
+            x0 = x[m]
+            x1 = x[m + 1]
+            x2 = x[m + 2]
+            x3 = x[m + 3]
+            a0 = np.float32(0.0)
+            a1 = np.float32(0.0)
+            a2 = np.float32(0.0)
+            a3 = np.float32(0.0)
+            for k in range(K):
+                wk = wr[k]
+                a0 += x0[k] * wk
+                a1 += x1[k] * wk
+                a2 += x2[k] * wk
+                a3 += x3[k] * wk
+            out[m, n] = a0
+            out[m + 1, n] = a1
+            out[m + 2, n] = a2
+            out[m + 3, n] = a3

@@ -157,6 +157,24 @@ class _Rows:
 
         self.par(part, T)
 
+    def lin(self, x, w):
+        """x [M, K] @ w[N, K]^T with the numba few-row kernel (w as stored: [out, in]),
+        output columns split over the threads."""
+        M, K = x.shape
+        N = w.shape[0]
+        M4 = -(-M // 4) * 4
+        if M4 != M or not x.flags.c_contiguous:
+            xp = np.zeros((M4, K), np.float32)
+            xp[:M] = x
+        else:
+            xp = x
+        out = np.empty((M4, N), np.float32)
+        if self.pool is None or M4 * K * N < self.MIN_GEMM:
+            ka.linear_rows(xp, w, out, 0, N)
+        else:
+            self.par(lambda n0, n1: ka.linear_rows(xp, w, out, n0, n1), N)
+        return out[:M] if M4 == M else np.ascontiguousarray(out[:M])
+
     def gemm(self, a, w, out=None):
         M, K = a.shape
         N = w.shape[1]
@@ -272,7 +290,9 @@ class CodecDecoder:
 
         # transformer
         t = "tok_dec.pre_tfm."
-        self.in_w = _linear_t(get(t + "input_proj.weight"))
+        # transformer Linears stay as stored ([out, in], in place for F32): few rows per call,
+        # the numba few-row kernel (_Rows.lin) beats BLAS there (no weight packing)
+        self.in_w = get(t + "input_proj.weight")
         self.in_b = get(t + "input_proj.bias")
         self.layers = []
         for i in range(cfg.num_hidden_layers):
@@ -284,16 +304,15 @@ class CodecDecoder:
                                    f"heads {cfg.num_attention_heads}/{cfg.num_key_value_heads} x {cfg.head_dim}")
             self.layers.append(dict(
                 attn_norm=get(b + "attn_norm.weight"),
-                qkv=_linear_t(wq, wk, wv),
-                o=_linear_t(get(b + "attn_output.weight")),
+                q=wq, k=wk, v=wv, o=get(b + "attn_output.weight"),
                 attn_scale=get(b + "attn_scale"),
                 ffn_norm=get(b + "ffn_norm.weight"),
-                gate_up=_linear_t(get(b + "ffn_gate.weight"), get(b + "ffn_up.weight")),
-                down=_linear_t(get(b + "ffn_down.weight")),
+                gate=get(b + "ffn_gate.weight"), up=get(b + "ffn_up.weight"),
+                down=get(b + "ffn_down.weight"),
                 ffn_scale=get(b + "ffn_scale"),
             ))
         self.norm_w = get(t + "norm.weight")
-        self.out_w = _linear_t(get(t + "output_proj.weight"))
+        self.out_w = get(t + "output_proj.weight")
         self.out_b = get(t + "output_proj.bias")
 
         # upsampler: transposed conv (k = s = ratio) + ConvNeXt
@@ -358,8 +377,8 @@ class CodecDecoder:
         if self.pre_conv.cin != self.codebook_dim or self.pre_conv.cout != cfg.latent_dim:
             raise EdgeTTSError(f"codec: pre_conv is {self.pre_conv.cin}->{self.pre_conv.cout}, "
                                f"expected {self.codebook_dim}->{cfg.latent_dim}")
-        if self.in_w.shape != (cfg.latent_dim, cfg.hidden_size):
-            raise EdgeTTSError(f"codec: transformer input_proj {self.in_w.shape[::-1]} does not match "
+        if self.in_w.shape != (cfg.hidden_size, cfg.latent_dim):
+            raise EdgeTTSError(f"codec: transformer input_proj {self.in_w.shape} does not match "
                                f"hidden_size {cfg.hidden_size} / latent_dim {cfg.latent_dim}")
         if self.dec0.cout != cfg.decoder_dim:
             raise EdgeTTSError(f"codec: decoder.0 has {self.dec0.cout} channels, decoder_dim is {cfg.decoder_dim}")
@@ -470,7 +489,8 @@ class CodecStream:
         H, Hkv, hd = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         W = self.kcache.shape[1]
         eps = np.float32(cfg.rms_norm_eps)
-        h = self.rows.gemm(x, d.in_w)
+        lin = self.rows.lin
+        h = lin(x, d.in_w)
         h += d.in_b
         cos, sin = ka.rope_cos_sin(np.arange(self.pos, self.pos + n), hd, cfg.rope_theta)
         a = np.empty_like(h)
@@ -479,23 +499,20 @@ class CodecStream:
         scale = np.float32(hd ** -0.5)
         for li, L in enumerate(d.layers):
             ka.rms_norm(h, L["attn_norm"], eps, a)
-            qkv = self.rows.gemm(a, L["qkv"])
-            q = qkv[:, : H * hd].reshape(n, H, hd)
-            k = qkv[:, H * hd: (H + Hkv) * hd].reshape(n, Hkv, hd)
-            v = qkv[:, (H + Hkv) * hd:].reshape(n, Hkv, hd)
+            q = lin(a, L["q"]).reshape(n, H, hd)
+            k = lin(a, L["k"]).reshape(n, Hkv, hd)
+            v = lin(a, L["v"]).reshape(n, Hkv, hd)
             ka.rope_rotate(q, cos, sin)
             ka.rope_rotate(k, cos, sin)
             kall = np.concatenate([self.kcache[li, W - n_past:].reshape(n_past, Hkv, hd), k], 0)
             vall = np.concatenate([self.vcache[li, W - n_past:].reshape(n_past, Hkv, hd), v], 0)
             ka.window_attention(q, kall, vall, n_past, cfg.sliding_window, scale, att)
-            o = self.rows.gemm(att.reshape(n, H * hd), L["o"])
+            o = lin(att.reshape(n, H * hd), L["o"])
             ks.scale_residual(h, o, _ZERO(h.shape[1]), L["attn_scale"])
             ka.rms_norm(h, L["ffn_norm"], eps, a)
-            gu = self.rows.gemm(a, L["gate_up"])
-            I = gu.shape[1] // 2
-            g = gu[:, :I]
-            ka.silu_mul(g, gu[:, I:])
-            m = self.rows.gemm(np.ascontiguousarray(g), L["down"])
+            g = lin(a, L["gate"])
+            ka.silu_mul(g, lin(a, L["up"]))
+            m = lin(g, L["down"])
             ks.scale_residual(h, m, _ZERO(h.shape[1]), L["ffn_scale"])
             # keep the last W frames of K/V (a window of sliding_window - 1 past frames)
             if W > 0:
@@ -507,7 +524,7 @@ class CodecStream:
         self.n_past = min(W, n_past + n)
         self.pos += n
         ka.rms_norm(h, d.norm_w, eps, a)
-        y = self.rows.gemm(a, d.out_w)
+        y = lin(a, d.out_w)
         y += d.out_b
         return y
 
