@@ -27,6 +27,19 @@ class KVCache:
             n, h, _, d = self.k.shape
             self.__init__(n, h, d, capacity)
 
+    def grow(self, capacity: int) -> None:
+        """Enlarge keeping the cached positions (valid while nothing has wrapped: pos <= capacity)."""
+        if capacity <= self.capacity:
+            return
+        n, h, old, d = self.k.shape
+        k = np.zeros((n, h, capacity, d), np.float32)
+        v = np.zeros_like(k)
+        keep = min(self.pos, old)
+        k[:, :, :keep] = self.k[:, :, :keep]
+        v[:, :, :keep] = self.v[:, :, :keep]
+        self.k, self.v, self.capacity = k, v, int(capacity)
+        self.scores = np.zeros(self.capacity, np.float32)
+
     @property
     def nbytes(self) -> int:
         return self.k.nbytes + self.v.nbytes

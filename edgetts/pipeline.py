@@ -165,7 +165,8 @@ def generate_frames(talker, predictor, cfg: TalkerConfig, prompt: Prompt, cache,
     if max_frames == 0:
         return
     L = prompt.rows.shape[0]
-    cache.ensure(L + max_frames + 1)
+    # room for the prompt and the expected length; grown (rarely) if the run goes longer
+    cache.ensure(L + min(max_frames, 2 * lim.expected_frames) + 1)
     cache.reset()
     stats.prompt_len = L
     seen = np.zeros(V, np.bool_)
@@ -229,6 +230,8 @@ def generate_frames(talker, predictor, cfg: TalkerConfig, prompt: Prompt, cache,
         t0 = time.perf_counter()
         embed(frame, row)
         row += prompt.trailing[g - 1] if g - 1 < prompt.trailing.shape[0] else prompt.pad_row
+        if cache.pos >= cache.capacity:
+            cache.grow(min(2 * cache.capacity, L + max_frames + 1))
         y, logits = talker.step(row, cache)
         stats.talker_steps += 1
         c0 = pick(logits, g)

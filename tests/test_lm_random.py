@@ -185,3 +185,26 @@ def test_decode_steps_allocate_nothing(rand):
     finally:
         tracemalloc.stop()
     assert peak < 4096, peak
+
+
+def test_kv_cache_grows_without_changing_results(rand):
+    tts, _ = rand
+    kw = dict(speaker="a", greedy=True, max_frames=40, min_frames=40)
+    ref = tts.generate([5, 6, 7], **kw).codes
+    tts.cache.k = tts.cache.k[:, :, :4].copy()   # a small cache: grows during the run
+    tts.cache.v = tts.cache.v[:, :, :4].copy()
+    tts.cache.capacity = 4
+    tts.cache.scores = np.zeros(4, np.float32)
+    from edgetts import pipeline
+    orig = pipeline.Limits.__init__
+
+    def small(self, *a, **k):
+        orig(self, *a, **k)
+        self.expected_frames = 1          # initial size: prompt + 2 frames
+    pipeline.Limits.__init__ = small
+    try:
+        got = tts.generate([5, 6, 7], **kw).codes
+    finally:
+        pipeline.Limits.__init__ = orig
+    assert tts.cache.capacity >= 40
+    np.testing.assert_array_equal(got, ref)
