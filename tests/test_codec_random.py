@@ -98,7 +98,7 @@ def random_codec_tensors(dc: dict, seed: int = 0, dtype=np.float32) -> dict[str,
 
 def checkpoint_from_tensors(tensors: dict[str, np.ndarray], dc: dict, sample_rate=24000) -> Checkpoint:
     """An in-memory HF-style Checkpoint holding only codec weights."""
-    names = {np.float32: "F32", np.float16: "F16"}
+    names = {np.float32: "F32", np.float16: "F16", np.uint16: "BF16"}  # uint16 = bfloat16 bits
     tw = {n: Tensor(n, names[a.dtype.type], a.shape, a) for n, a in tensors.items()}
     w = Weights(Path("<random codec>"), "safetensors", tw, {})
     cfg = {"decoder_config": dict(dc), "output_sample_rate": sample_rate}
@@ -212,3 +212,15 @@ def test_bad_codes_and_missing_codec(odd_codec):
     with pytest.raises(EdgeTTSError, match="no codec"):
         Codec.load(Checkpoint(kind="hf", root=Path("x")))
     assert c.decode(np.zeros((0, 3), np.int64)).shape == (0,)
+
+
+def test_bf16_weights():
+    """BF16-stored weights (uint16 bits) decode exactly like their float32 values."""
+    from edgetts.models.codec import Codec
+    hf = random_codec_tensors(ODD_CONFIG, seed=3)
+    bits = {n: (a.view(np.uint32) >> 16).astype(np.uint16) for n, a in hf.items()}
+    as_f32 = {n: (b.astype(np.uint32) << 16).view(np.float32) for n, b in bits.items()}
+    c_bf16 = Codec.load(checkpoint_from_tensors(bits, ODD_CONFIG))
+    c_f32 = Codec.load(checkpoint_from_tensors(as_f32, ODD_CONFIG))
+    codes = _codes(c_f32, 6, 5)
+    assert np.array_equal(c_bf16.decode(codes), c_f32.decode(codes))

@@ -13,10 +13,18 @@ sliding_window-1 frames, and the absolute position. Memory and per-frame work ar
 decode() is a fresh stream fed in chunks of `chunk_frames` (bounded scratch memory); the output
 is identical to a single full forward pass up to float32 rounding.
 
-Load-time folding: each RVQ codebook times its group's output_proj -> one [codebook_size,
-codebook_dim] table per quantizer (z = sum of 16 row gathers); SnakeBeta exp(alpha) and
-1/(exp(beta)+1e-9); weights re-laid for time-major GEMMs (conv: [k*Cin, Cout], linear: [in, out],
-q|k|v and gate|up fused).
+Load: weights become float32 (F16/BF16 widened; F32 used in place from the memory map where
+the stored layout already suits the kernel). Each RVQ codebook is multiplied by its group's
+output_proj -> one [codebook_size, codebook_dim] table per quantizer (z = sum of the row
+gathers); SnakeBeta's exp(alpha) and 1/(exp(beta)+1e-9) are precomputed. Layouts:
+  stride-1 convs    tap-major copy [k*Cin, Cout]           (im2col + one BLAS GEMM)
+  transposed convs  as stored, [Cin, Cout*k]               (BLAS GEMM + overlap-add with carry)
+  transformer       as stored, [out, in]                   (numba few-row kernel, <= chunk rows)
+  ConvNeXt linears  copy [in, out]                          (BLAS GEMM)
+
+Threads: `threads` (default 2, or EDGETTS_CODEC_THREADS) Python threads split rows / columns of
+each stage; BLAS runs single-threaded inside them (see _Rows). Use threads=1 when the codec
+shares two cores with a busy LM thread.
 """
 from __future__ import annotations
 
