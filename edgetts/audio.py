@@ -3,8 +3,9 @@
 Player keeps ONE sounddevice OutputStream open for the whole session and feeds it from a queue
 from the stream's callback, so chunks play back to back without gaps (calling sd.play per chunk
 restarts the device and clicks). Playback starts once `preroll` seconds are queued; when the
-queue runs dry the callback plays zeros and counts an underrun; `drain()` plays what is left and
-closes; `close()` stops at once (Ctrl-C).
+queue runs dry the callback plays zeros, counts an underrun and waits for `preroll` seconds of
+audio again before resuming (one longer gap rather than a stutter of short ones); `drain()` plays
+what is left and closes; `close()` stops at once (Ctrl-C).
 
     with Player(24000) as player:      # leaving the block drains (or aborts on an exception)
         for chunk in stream:
@@ -135,6 +136,10 @@ class Player:
     # -- device side (PortAudio thread) --------------------------------------------------------
     def _callback(self, outdata, frames, time, status) -> None:
         out = outdata[:, 0] if outdata.ndim == 2 else outdata
+        if self._starving and not self._finishing and self._queued - self.played < self.preroll:
+            out[:] = 0.0   # rebuffering after an underrun: one longer gap instead of stutter
+            self.underrun_samples += frames
+            return
         filled = 0
         while filled < frames:
             if self._pos >= self._buf.size:

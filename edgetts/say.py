@@ -196,10 +196,15 @@ def _speak(tts, texts, kw, sinks, args, t_start) -> None:
             for s in sinks:
                 s.write(silence)
         s_ = stream(tts, text, normalize=not args.no_normalize, join_silence=args.sentence_silence, **kw)
-        with s_:
+        try:
             for chunk in s_:
                 for s in sinks:
                     s.write(chunk)
+        except BaseException:
+            _abort(sinks)     # silence first (Ctrl-C), then wait for the model's current frame
+            raise
+        finally:
+            s_.close()
         t = s_.timings
         if args.verbose:
             first = f"{t['ttfa_s'] * 1000:.0f} ms" if t["ttfa_s"] is not None else "-"

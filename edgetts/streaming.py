@@ -143,7 +143,7 @@ class AudioStream:
                     yield audio
         finally:
             stop.set()
-            producer.join(timeout=5.0)
+            producer.join()  # returns after the frame in progress; then the model is free again
             wall = time.perf_counter() - t0
             sr = self.tts.sample_rate
             self.timings = {

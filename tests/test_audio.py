@@ -76,6 +76,18 @@ def test_player_underrun_plays_zeros_and_counts():
     assert p.underruns == 2
 
 
+def test_player_rebuffers_preroll_after_underrun():
+    p, s = make_player(preroll=0.02)  # 20 samples
+    p.write(np.ones(25, np.float32))
+    s.pull(30)                        # 25 played, then dry
+    assert p.underruns == 1
+    p.write(np.full(10, 2.0, np.float32))
+    np.testing.assert_array_equal(s.pull(10), 0)  # 10 < 20 queued: keep waiting
+    p.write(np.full(10, 3.0, np.float32))
+    np.testing.assert_array_equal(s.pull(20), np.r_[np.full(10, 2.0), np.full(10, 3.0)])
+    assert p.underruns == 1 and p.underrun_samples == 15
+
+
 def test_player_drain_end_is_not_an_underrun(tmp_path):
     dump = tmp_path / "fed.npy"
     p, s = make_player(preroll=1.0, dump=str(dump))

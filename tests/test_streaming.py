@@ -76,3 +76,23 @@ def test_close_stops_producer():
     assert tts.closed == 1  # producer left the frames() generator
     assert not any(t.name == "edgetts-lm" and t.is_alive() for t in threading.enumerate())
     assert len(s.codes) < 10_000
+
+
+def test_tiny_model_stream_matches_generate():
+    """Real model (tiny fixture): streamed chunks == one-shot decode; sentence chunks + silence."""
+    from pathlib import Path
+
+    import edgetts
+    tts = edgetts.load(Path(__file__).parent / "fixtures" / "tiny")
+    kw = dict(seed=5, max_frames=4, min_frames=4)
+    s = stream(tts, "Hello there. General Kenobi!", max_chunk_len=15, join_silence=0.05, **kw)
+    audio = np.concatenate(list(s))
+    assert s.chunks == ["Hello there.", "General Kenobi!"] and s.chunk_frames == [4, 4]
+    sil = int(0.05 * tts.sample_rate)
+    assert audio.size == 8 * 1920 + sil
+    first = tts.generate("Hello there.", **kw)
+    np.testing.assert_array_equal(np.stack(s.codes[:4]), first.codes)
+    np.testing.assert_allclose(audio[:4 * 1920], first.audio, atol=1e-5)
+    assert np.all(audio[4 * 1920:4 * 1920 + sil] == 0)
+    second = tts.generate("General Kenobi!", **kw)
+    np.testing.assert_allclose(audio[-4 * 1920:], second.audio, atol=1e-5)
