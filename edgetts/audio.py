@@ -41,7 +41,8 @@ def _sounddevice():
         import sounddevice as sd
     except OSError as e:  # PortAudio shared library missing
         raise EdgeTTSError(
-            f"cannot play audio: {e} (install libportaudio2, or write a file with -o out.wav)") from None
+            f"no usable audio output device ({e}: install libportaudio2); "
+            "write a file with -o out.wav or pipe --output-raw into a player") from None
     return sd
 
 

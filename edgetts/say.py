@@ -123,6 +123,8 @@ def run(args) -> int:
     _one_line_warnings()
     if args.output_file:
         check_output_path(args.output_file)   # fail before the (slow) model load
+    if args.output_raw and sys.stdout.isatty():
+        raise EdgeTTSError("--output-raw writes binary audio; pipe it, e.g. | aplay -r 24000 -f S16_LE -c 1 -t raw -")
     if args.sentence_silence < 0:
         raise EdgeTTSError("--sentence-silence must be >= 0")
     texts = None if args.list_speakers else _texts(args)

@@ -96,6 +96,15 @@ def test_stdin_lines(tmp_path, reference):
     assert np.max(np.abs(audio[-FRAMES * SPF:] - ref)) <= LSB
 
 
+def portaudio_available():
+    try:
+        import sounddevice  # noqa: F401
+    except OSError:  # libportaudio2 missing (CI installs it: .ci/run)
+        return False
+    return True
+
+
+@pytest.mark.skipif(not portaudio_available(), reason="PortAudio (libportaudio2) not installed")
 def test_playback_through_portaudio_null_device(tmp_path, reference):
     dump = tmp_path / "fed.npy"
     r = run_cli([*common(), "-v", TEXT], tmp_path, env={"EDGETTS_PLAYER_DUMP": str(dump)})
@@ -106,6 +115,7 @@ def test_playback_through_portaudio_null_device(tmp_path, reference):
     np.testing.assert_allclose(fed, reference, atol=1e-5)
 
 
+@pytest.mark.skipif(not portaudio_available(), reason="PortAudio (libportaudio2) not installed")
 def test_ctrl_c_while_playing_stops_cleanly(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), HOME=str(tmp_path),
                ALSA_CONFIG_PATH=str(tmp_path / "asound.conf"))
@@ -125,7 +135,7 @@ def test_ctrl_c_while_playing_stops_cleanly(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["empty", "speaker", "language", "device", "not_a_model", "text_file",
-                                  "bad_dir", "bad_ext", "empty_stdin"])
+                                  "bad_dir", "bad_ext", "empty_stdin", "hub_offline"])
 def test_bad_input_one_line(tmp_path, case):
     base = ["-m", str(TINY), "--max-frames", "2"]
     if case == "empty":
@@ -154,6 +164,11 @@ def test_bad_input_one_line(tmp_path, case):
     elif case == "bad_dir":
         r = run_cli([*base, "-o", str(tmp_path / "missing" / "x.wav"), "Hi"], tmp_path)
         assert_one_line_error(r, "does not exist")
+    elif case == "hub_offline":
+        r = run_cli(["-m", "Org/NotCached", "-o", "x.wav", "Hi"], tmp_path,
+                    env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub"),
+                         "EDGETTS_CACHE": str(tmp_path / "edgetts")})
+        assert_one_line_error(r, "Org/NotCached", "HF_HUB_OFFLINE", "-m PATH")
     elif case == "bad_ext":
         r = run_cli([*base, "-o", "x.mp3", "Hi"], tmp_path)
         assert_one_line_error(r, "unsupported output format")
