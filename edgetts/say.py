@@ -128,7 +128,7 @@ def run(args) -> int:
     if args.sentence_silence < 0:
         raise EdgeTTSError("--sentence-silence must be >= 0")
     texts = None if args.list_speakers else _texts(args)
-    if texts is not None and (args.text or not sys.stdin.isatty()):
+    if texts is not None and (args.text or sys.stdin is None or not sys.stdin.isatty()):
         import itertools                      # fail on empty input before the model load
         texts = itertools.chain([next(texts)], texts)
 
@@ -157,21 +157,22 @@ def run(args) -> int:
             player = Player(tts.sample_rate)
             sinks.append(player)
         _speak(tts, texts, kw, sinks, args, t_start=t0)
+        for s in sinks:
+            if hasattr(s, "commit"):
+                s.commit()
+            elif hasattr(s, "drain"):
+                s.drain()                     # plays the tail; Ctrl-C here still aborts below
     except BrokenPipeError:                   # `| head`, aplay quit: stop quietly
         _abort(sinks)
-        try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:
+        try:                                  # no "Exception ignored" when Python flushes stdout at exit
+            fd = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(fd, sys.stdout.fileno())
+        except (OSError, ValueError):
             pass
         return 141
     except BaseException:
         _abort(sinks)
         raise
-    for s in sinks:
-        if hasattr(s, "commit"):
-            s.commit()
-        elif hasattr(s, "drain"):
-            s.drain()
     if player is not None and args.verbose:
         _log(f"playback: {player.underruns} underrun(s), "
              f"{player.underrun_samples / tts.sample_rate:.2f} s of gap")
