@@ -22,6 +22,13 @@ _ROOT = Path(__file__).resolve().parents[1]
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
+# Kernel benchmarks measure throughput, not thread wake-up latency: with libgomp's default
+# (passive after a short spin) a worker thread that another process has preempted is woken only
+# at the next scheduler tick, which on this shared 2-core machine adds 4-16 ms to a fork-join
+# call. Spinning workers take that out. Must be set before numba starts its OpenMP pool; an
+# explicit OMP_WAIT_POLICY in the environment wins. Recorded in run_info().
+os.environ.setdefault("OMP_WAIT_POLICY", "active")
+
 import numba  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
@@ -115,6 +122,36 @@ def measure_read_bandwidth(threads: int | None = None, gbytes: float = 1.0, repe
     finally:
         numba.set_num_threads(prev)
     return a.nbytes / t / 1e9
+
+
+def measure_read_bandwidth_summin(threads: int | None = None, gbytes: float = 1.0,
+                                  chunk_mb: float = 4.0, rounds: int = 7) -> float:
+    """GB/s of the same parallel read done chunk by chunk (chunks the size of a weight matrix),
+    each chunk's fastest time over `rounds` in-order passes, summed: the bandwidth counterpart
+    of a sum-of-minimum kernel timing (same time scale, same robustness to preemption)."""
+    global _BW_BUF
+    n = int(gbytes * 1e9) // 8
+    if _BW_BUF is None or _BW_BUF.shape[0] < n:
+        _BW_BUF = np.ones(n, np.uint64)
+    cs = int(chunk_mb * 1e6) // 8
+    chunks = [_BW_BUF[i:i + cs] for i in range(0, n - cs + 1, cs)]
+    prev = numba.get_num_threads()
+    if threads is not None:
+        setup_threads(threads)
+    part = np.zeros(threads or prev, np.uint64)
+    best = [float("inf")] * len(chunks)
+    try:
+        _par_read(chunks[0], part)
+        for _ in range(rounds):
+            for i, c in enumerate(chunks):
+                t0 = time.perf_counter()
+                _par_read(c, part)
+                dt = time.perf_counter() - t0
+                if dt < best[i]:
+                    best[i] = dt
+    finally:
+        numba.set_num_threads(prev)
+    return sum(c.nbytes for c in chunks) / sum(best) / 1e9
 
 
 def free_bandwidth_buffer() -> None:
