@@ -629,7 +629,7 @@ def _ZERO(n):
 class Codec:
     """The codec decoder. Codec.load(checkpoint); decode(codes) or stream().push(codes)."""
 
-    chunk_frames = 8  # frames per internal step of decode(): bigger = fewer weight passes
+    chunk_frames = 16  # frames per internal step of decode(): measured best 12-16 (CPU -3% vs 8)
 
     def __init__(self, decoder: CodecDecoder, threads: int | None = None):
         self.decoder = decoder
