@@ -72,9 +72,12 @@ def codec_prefix(cfg: TalkerConfig, language: str, speaker: str | None) -> list[
 
 def build_prompt(talker, cfg: TalkerConfig, text_ids, role_ids, *, language: str = "auto",
                  speaker: str | None = None, xvector: np.ndarray | None = None,
-                 instruct_ids=None, non_streaming: bool = True) -> Prompt:
+                 instruct_ids=None, non_streaming: bool = True, ref_text_ids=None,
+                 ref_frames: np.ndarray | None = None) -> Prompt:
     """Rows of §4.3. speaker: CustomVoice speaker name (its codec row fills the slot);
-    xvector: Base speaker embedding [H] (inserted as-is); instruct_ids: full instruct block ids."""
+    xvector: Base speaker embedding [H] (inserted as-is); instruct_ids: full instruct block ids.
+    Base ICL (§4.4): ref_text_ids (the reference transcript's text ids) and ref_frames
+    (Σframe rows [F, H] of the reference codes) replace the body."""
     T = [int(t) for t in text_ids]
     if not T:
         raise EdgeTTSError("empty text: nothing to say")
@@ -103,7 +106,21 @@ def build_prompt(talker, cfg: TalkerConfig, text_ids, role_ids, *, language: str
     blocks.append(prefix + K[:k - 1])
     P = talker.text_rows(T)
     e_pad, e_bos = E([cfg.codec_pad_id, cfg.codec_bos_id])
-    if non_streaming:
+    if ref_frames is not None:
+        R = [int(t) for t in (ref_text_ids if ref_text_ids is not None else [])]
+        X = np.concatenate([talker.text_rows(R) if R else np.zeros((0, H), np.float32), P, eos[None]], 0)
+        Y = np.concatenate([e_bos[None], np.asarray(ref_frames, np.float32).reshape(-1, H)], 0)
+        if non_streaming:
+            body = np.concatenate([X + e_pad, Y + pad], 0)
+            trailing = pad[None].copy()
+        elif X.shape[0] > Y.shape[0]:
+            body = X[:Y.shape[0]] + Y
+            trailing = X[Y.shape[0]:]
+        else:
+            Xp = np.concatenate([X, np.repeat(pad[None], Y.shape[0] - X.shape[0], 0)], 0)
+            body = Xp + Y
+            trailing = pad[None].copy()
+    elif non_streaming:
         body = np.concatenate([P, eos[None], pad[None]], 0)
         body[:-1] += e_pad
         body[-1] += e_bos

@@ -160,7 +160,30 @@ class TTS:
             return ids
         return [cfg.im_start_id, cfg.user_id, cfg.newline_id, *ids, cfg.im_end_id, cfg.newline_id]
 
-    def _resolve(self, text, speaker, language, instruct, speaker_embedding, non_streaming_mode):
+    def ref_frames(self, ref_codes) -> np.ndarray:
+        """Σframe rows [F, H] of reference codes [F, groups] (Base ICL prompt)."""
+        from .pipeline import FrameEmbedder
+
+        c = np.asarray(ref_codes)
+        G, cb = self.cfg.num_code_groups, self.cfg.predictor.vocab
+        if c.ndim != 2 or c.shape[1] != G or c.shape[0] == 0:
+            raise EdgeTTSError(f"ref_codes must be [frames, {G}], got shape {c.shape}")
+        if c.min() < 0 or c.max() >= cb:
+            raise EdgeTTSError(f"ref_codes values must be in 0..{cb - 1}")
+        emb = FrameEmbedder(self.talker, self.predictor)
+        out = np.zeros((c.shape[0], self.cfg.talker.hidden), np.float32)
+        for f in range(c.shape[0]):
+            emb(c[f].astype(np.int64), out[f:f + 1])
+        return out
+
+    def ref_text_ids(self, ref_text) -> list[int]:
+        """Reference transcript ids as the official wrapper slices them (ids[3:-2])."""
+        if isinstance(ref_text, str):
+            return self._encode("ref_text", "<|im_start|>assistant\n" + ref_text + "<|im_end|>\n")[3:-2]
+        return [int(i) for i in np.asarray(ref_text).reshape(-1)]
+
+    def _resolve(self, text, speaker, language, instruct, speaker_embedding, non_streaming_mode,
+                 ref_codes=None, ref_text=None):
         cfg = self.cfg
         lang = (language or "auto").lower()
         if lang not in cfg.languages:
@@ -188,17 +211,24 @@ class TTS:
                 raise EdgeTTSError("a Base model has no named speakers; pass speaker_embedding= (an x-vector)")
             if speaker_embedding is None:
                 raise EdgeTTSError("a Base model needs speaker_embedding= (the reference speaker's x-vector)")
+            if ref_codes is not None and ref_text is None:
+                raise EdgeTTSError("voice cloning with ref_codes needs ref_text= (the reference transcript)")
             if instruct is not None:
                 warnings.warn("Base models ignore instruct (as the official wrapper does)", stacklevel=3)
                 instruct = None
         else:
             raise EdgeTTSError(f"unknown model type {mt!r}")
+        if ref_codes is not None and mt != "base":
+            raise EdgeTTSError("ref_codes (voice cloning) needs a Base model")
         if non_streaming_mode is None:
             non_streaming_mode = mt != "base"  # official per-variant wrapper defaults
         role, body = self.text_ids(text)
+        icl = {}
+        if ref_codes is not None:
+            icl = dict(ref_text_ids=self.ref_text_ids(ref_text), ref_frames=self.ref_frames(ref_codes))
         return build_prompt(self.talker, cfg, body, role, language=lang, speaker=spk,
                             xvector=speaker_embedding, instruct_ids=self.instruct_ids(instruct),
-                            non_streaming=bool(non_streaming_mode))
+                            non_streaming=bool(non_streaming_mode), **icl)
 
     def _sampling(self, greedy, temperature, top_k, top_p, repetition_penalty) -> Sampling:
         g = self.cfg.generation
@@ -218,9 +248,13 @@ class TTS:
     def frames(self, text, *, speaker=None, language="auto", instruct=None, speaker_embedding=None,
                non_streaming_mode=None, greedy=False, seed=None, temperature=None, top_k=None,
                top_p=None, repetition_penalty=None, max_frames=None, min_frames=None,
-               stats: Stats | None = None):
-        """Generator of each frame's codes (int64 [groups]) as soon as it is produced."""
-        prompt = self._resolve(text, speaker, language, instruct, speaker_embedding, non_streaming_mode)
+               ref_codes=None, ref_text=None, stats: Stats | None = None):
+        """Generator of each frame's codes (int64 [groups]) as soon as it is produced.
+
+        Base models: speaker_embedding= (x-vector) alone, or with ref_codes= [F, groups] and
+        ref_text= (the reference audio's codes and transcript) for in-context cloning (§4.4)."""
+        prompt = self._resolve(text, speaker, language, instruct, speaker_embedding, non_streaming_mode,
+                               ref_codes, ref_text)
         s = self._sampling(greedy, temperature, top_k, top_p, repetition_penalty)
         for name, v in (("temperature", s.temperature), ("sub temperature", s.sub_temperature)):
             if v <= 0:
@@ -246,8 +280,14 @@ class TTS:
         timings["lm_s"] = t1 - t0
         audio = None
         if self.has_codec and codes.shape[0]:
+            ref = kw.get("ref_codes")
             try:
-                audio = self.decode(codes)
+                if ref is not None:  # as the official wrapper: decode with the reference as context, cut it
+                    ref = np.asarray(ref, np.int64)
+                    audio = self.decode(np.concatenate([ref, codes], 0))
+                    audio = audio[ref.shape[0] * (audio.shape[0] // (ref.shape[0] + codes.shape[0])):]
+                else:
+                    audio = self.decode(codes)
             except ImportError:  # codec module not available in this tree
                 audio = None
             timings["codec_s"] = time.perf_counter() - t1

@@ -87,8 +87,6 @@ def cases():
     out = []
     for name in ["tiny", "tiny_proj", "tiny_vd", "tiny_base"]:
         for case, m in meta(name).get("cases", {}).items():
-            if case.startswith("c_icl"):
-                continue  # ICL voice cloning: not implemented yet
             out.append((name, case))
     return out
 
@@ -102,6 +100,9 @@ def case_kwargs(name, case, g):
         kw["instruct"] = g["c_instruct_ids"]
     if name == "tiny_base":
         kw["speaker_embedding"] = g["s_xvector"]
+    if case.startswith("c_icl"):
+        kw["ref_codes"] = g["c_ref_code"]
+        kw["ref_text"] = g["c_ref_ids"][3:-2]
     return kw
 
 
@@ -128,7 +129,8 @@ def test_generate_greedy(name, case):
     tts = tts_for(FIX / name)
     kw = case_kwargs(name, case, g)
     prompt = tts._resolve(g["c_input_ids"][3:-5], kw.get("speaker"), kw["language"], kw.get("instruct"),
-                          kw.get("speaker_embedding"), kw["non_streaming_mode"])
+                          kw.get("speaker_embedding"), kw["non_streaming_mode"], kw.get("ref_codes"),
+                          kw.get("ref_text"))
     assert rel(prompt.rows, g[f"{case}_prompt_embeds"]) < REL
     assert rel(prompt.trailing, g[f"{case}_trailing_text"]) < REL
     res, trace, _ = run_case(tts, name, case, g)
@@ -172,3 +174,20 @@ def test_gguf_f32_same_as_safetensors(name, gguf_f32):
     # text given as a string goes through the GGUF tokenizer and gives the same ids
     text = meta(name)["text"]
     assert b.text_ids(text) == a.text_ids(text)
+
+
+def test_icl_ref_text_string_and_audio():
+    """ref_text as a string gives the golden ids; ICL audio = decode(ref + generated) minus the ref part."""
+    g = golden("tiny_base")
+    tts = tts_for(FIX / "tiny_base")
+    ref_text = meta("tiny_base")["ref_text"]
+    assert tts.ref_text_ids(ref_text) == g["c_ref_ids"][3:-2].tolist()
+    kw = case_kwargs("tiny_base", "c_icl_stream", g)
+    kw["ref_text"] = ref_text
+    r = tts.generate(g["c_input_ids"][3:-5], greedy=True, min_frames=4, max_frames=4, **kw)
+    np.testing.assert_array_equal(r.codes, g["c_icl_stream_codes"][:4])
+    if r.audio is not None:
+        spf = tts.codec.samples_per_frame
+        assert r.audio.shape[0] == 4 * spf
+        full = tts.decode(np.concatenate([g["c_ref_code"].astype(np.int64), r.codes]))
+        np.testing.assert_allclose(r.audio, full[len(g["c_ref_code"]) * spf:])
