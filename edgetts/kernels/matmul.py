@@ -133,6 +133,8 @@ def matvec_q4_0(p, w, wd, xq, xd, xs, out):
 #   p_k = <8 x i32> partial sums of block b of row k          (vpdpbusd, or vpmaddubsw+vpmaddwd)
 #   t   = [A B C D E F G H]: three levels of in-lane horizontal adds (vphaddd) and one 128-bit
 #         swap fold the eight p_k into the exact int32 block dots of the eight rows
+#         (Q4_0: two rows per 32-byte load, low/high nibbles against x[0:16] / x[16:32] in both
+#         halves, so four p vectors and two fold levels; lanes come out as rows 0 2 4 6 1 3 5 7)
 #   acc += float(t - c * xs_b) * float([dA .. dH]) * d_x     (one vcvtph2ps, one FMA)
 # The int32 block dots are exact, so the float rounding matches the generic kernel's.
 #
@@ -185,6 +187,21 @@ def _dot8(builder, isa, wv, xv, signed_w=False):
     return builder.call(f2, [m, ir.Constant(v16, [1] * 16)])
 
 
+def _dot8_pair_u4(builder, isa, lo, hi, xlo2, xhi2):
+    """Two rows' Q4_0 blocks at once: lo / hi = [row a nibbles | row b nibbles] (the low and the
+    high nibbles, 0..15), xlo2 / xhi2 = the block's x[0:16] / x[16:32] in both halves ->
+    <8 x i32>: lanes 0-3 partial sums of row a, lanes 4-7 of row b."""
+    v8, v16, b32 = _V(_I32, 8), _V(_I16, 16), _V(_I8, 32)
+    if isa == "vnni":
+        f = _fn(builder, "llvm.x86.avx512.vpdpbusd.256", v8, [v8, v8, v8])
+        p = builder.call(f, [ir.Constant(v8, None), builder.bitcast(lo, v8), builder.bitcast(xlo2, v8)])
+        return builder.call(f, [p, builder.bitcast(hi, v8), builder.bitcast(xhi2, v8)])
+    f1 = _fn(builder, "llvm.x86.avx2.pmadd.ub.sw", v16, [b32, b32])  # |pairs| <= 2*15*128: no saturation
+    f2 = _fn(builder, "llvm.x86.avx2.pmadd.wd", v8, [v16, v16])
+    m = builder.add(builder.call(f1, [lo, xlo2]), builder.call(f1, [hi, xhi2]))
+    return builder.call(f2, [m, ir.Constant(v16, [1] * 16)])
+
+
 def _rows8(kind: str, isa: str):
     """Intrinsic rows8(p, off, nb, xq, xd, xs, out, r): out[r + k] = W[r + k] . x for k < 8,
     p the x8-layout bytes (repack_x8), off = byte offset of this group of rows."""
@@ -224,23 +241,22 @@ def _rows8(kind: str, isa: str):
             xv = _load(builder, xp, builder.mul(b, ir.Constant(_I64, QK)), _V(_I8, 32))
             blk = builder.add(off, builder.mul(b, ir.Constant(_I64, ROWS * bpb)))
             ps = []
-            for k in range(ROWS):
-                qo = builder.add(blk, ir.Constant(_I64, 2 * ROWS + k * qb))
-                if kind == "q8_0":
-                    wv = _load(builder, pp, qo, _V(_I8, 32))
-                    if not signed_w:
-                        wv = builder.xor(wv, ir.Constant(_V(_I8, 32), [0x80] * 32))
-                elif isa == "vnni":
-                    # [bytes | bytes] & [0x0F.. | 0xF0..] = [low nibbles | 16 * high nibbles]:
-                    # one broadcast load and one AND; the 16x is shifted out after the fold
-                    v = _load(builder, pp, qo, _V(_I8, 16))
-                    wv = builder.shuffle_vector(v, v, _idx(list(range(16)) * 2))
-                    wv = builder.and_(wv, ir.Constant(_V(_I8, 32), [0x0F] * 16 + [0xF0] * 16))
-                else:  # avx2 pairs must stay < 2^15: real nibbles, low and high joined
-                    v = _load(builder, pp, qo, _V(_I8, 16))
-                    lo = builder.and_(v, ir.Constant(_V(_I8, 16), [15] * 16))
-                    hi = builder.lshr(v, ir.Constant(_V(_I8, 16), [4] * 16))
-                    wv = builder.shuffle_vector(lo, hi, _idx(range(32)))
+            # Q4_0: rows 2j, 2j+1 are adjacent 16-byte runs -> one 32-byte load per pair; their
+            # fold comes out in lane order [0 2 4 6 1 3 5 7] (scales and the store follow it)
+            perm = list(range(ROWS)) if kind == "q8_0" else [0, 2, 4, 6, 1, 3, 5, 7]
+            if kind == "q4_0":
+                xlo2 = builder.shuffle_vector(xv, xv, _idx(list(range(16)) * 2))
+                xhi2 = builder.shuffle_vector(xv, xv, _idx(list(range(16, 32)) * 2))
+                for j in range(ROWS // 2):
+                    v = _load(builder, pp, builder.add(blk, ir.Constant(_I64, 2 * ROWS + 2 * j * qb)), _V(_I8, 32))
+                    lo = builder.and_(v, ir.Constant(_V(_I8, 32), [15] * 32))
+                    hi = builder.and_(builder.lshr(v, ir.Constant(_V(_I8, 32), [4] * 32)),
+                                      ir.Constant(_V(_I8, 32), [15] * 32))
+                    ps.append(_dot8_pair_u4(builder, isa, lo, hi, xlo2, xhi2))
+            for k in range(ROWS if kind == "q8_0" else 0):
+                wv = _load(builder, pp, builder.add(blk, ir.Constant(_I64, 2 * ROWS + k * qb)), _V(_I8, 32))
+                if not signed_w:
+                    wv = builder.xor(wv, ir.Constant(_V(_I8, 32), [0x80] * 32))
                 ps.append(_dot8(builder, isa, wv, xv, signed_w))
             # in-lane horizontal add (vphaddd ymm): [a0+a1 a2+a3 c0+c1 c2+c3 | a4+a5 ...]
             ev = _idx([0, 2, 8, 10, 4, 6, 12, 14])
@@ -249,14 +265,14 @@ def _rows8(kind: str, isa: str):
             def hadd(a, c):
                 return builder.add(builder.shuffle_vector(a, c, ev), builder.shuffle_vector(a, c, od))
 
-            h = [hadd(ps[0], ps[1]), hadd(ps[2], ps[3]), hadd(ps[4], ps[5]), hadd(ps[6], ps[7])]
-            g0 = hadd(h[0], h[1])  # [A B C D | A B C D] (sums of the low / high 128-bit halves)
-            g1 = hadd(h[2], h[3])  # [E F G H | E F G H]
-            if kind == "q4_0" and isa == "vnni":  # high halves hold 16 * (exact) sums
-                sh = ir.Constant(i8x8, [0, 0, 0, 0, 4, 4, 4, 4])
-                g0, g1 = builder.ashr(g0, sh), builder.ashr(g1, sh)
-            t = builder.add(builder.shuffle_vector(g0, g1, _idx([0, 1, 2, 3, 8, 9, 10, 11])),
-                            builder.shuffle_vector(g0, g1, _idx([4, 5, 6, 7, 12, 13, 14, 15])))
+            if kind == "q8_0":
+                h = [hadd(ps[0], ps[1]), hadd(ps[2], ps[3]), hadd(ps[4], ps[5]), hadd(ps[6], ps[7])]
+                g0 = hadd(h[0], h[1])  # [A B C D | A B C D] (sums of the low / high 128-bit halves)
+                g1 = hadd(h[2], h[3])  # [E F G H | E F G H]
+                t = builder.add(builder.shuffle_vector(g0, g1, _idx([0, 1, 2, 3, 8, 9, 10, 11])),
+                                builder.shuffle_vector(g0, g1, _idx([4, 5, 6, 7, 12, 13, 14, 15])))
+            else:  # ps[j] = [R2j x4 | R2j+1 x4]
+                t = hadd(hadd(ps[0], ps[1]), hadd(ps[2], ps[3]))  # [A C E G | B D F H]
             if corr:
                 xs_b = builder.load(builder.gep(xsp, [b]))
                 c = builder.mul(xs_b, ir.Constant(_I32, corr))
@@ -264,6 +280,8 @@ def _rows8(kind: str, isa: str):
                 t = builder.sub(t, builder.shuffle_vector(cv, cv, _idx([0] * 8)))
             tf = builder.sitofp(t, f8)
             hv = _load(builder, pp, blk, _V(_I16, ROWS))  # the 8 rows' float16 scales
+            if perm != list(range(ROWS)):
+                hv = builder.shuffle_vector(hv, hv, _idx(perm))
             dw = builder.fpext(builder.bitcast(hv, _V(ir.HalfType(), 8)), f8)
             dx = builder.load(builder.gep(xdp, [b]))
             dxv = builder.insert_element(ir.Constant(f8, ir.Undefined), dx, ir.Constant(_I32, 0))
@@ -277,7 +295,10 @@ def _rows8(kind: str, isa: str):
             builder.cbranch(builder.icmp_signed("<", bn, nb), loop, done)
 
             builder.position_at_end(done)
-            builder.store(accn, builder.bitcast(builder.gep(outp, [r]), f8.as_pointer()), align=4)
+            res = accn
+            if perm != list(range(ROWS)):
+                res = builder.shuffle_vector(accn, accn, _idx([perm.index(k) for k in range(ROWS)]))
+            builder.store(res, builder.bitcast(builder.gep(outp, [r]), f8.as_pointer()), align=4)
             return context.get_dummy_value()
 
         return types.none(p, off, nb, xq, xd, xs, out, r), codegen
