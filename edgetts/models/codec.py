@@ -125,8 +125,8 @@ class _Rows:
     has many, else by columns of `w` (small-M products are weight-bandwidth bound).
     """
 
-    MIN_ELEMS = 1 << 15
-    MIN_GEMM = 1 << 21  # multiply-adds below which a product is not split
+    MIN_ELEMS = 1 << 17  # elements below which a row-wise kernel is not split
+    MIN_GEMM = 1 << 24  # multiply-adds (~0.2 ms) below which a product is not split
 
     def __init__(self, threads: int):
         self.threads = max(1, int(threads))
