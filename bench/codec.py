@@ -175,6 +175,8 @@ def main():
     best_rate = max(v["per_thread_cpu"] for v in res["sgemm_gflops"].values())
     res["gemm_floor_cpu_s_per_audio_s"] = round(2 * res["gmac_per_audio_s"] / best_rate, 3)
     res["target_s_per_audio_s"] = 0.4
+    res["note"] = ("wall figures hold only on an otherwise idle machine (see run.loadavg); "
+                   "cpu_s_per_audio_s is process CPU time: on free cores wall ~= cpu / threads")
     json_out(res)
 
 
