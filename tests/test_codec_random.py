@@ -198,6 +198,10 @@ def test_f16_weights_and_gguf_metadata(tmp_path, odd_codec):
     st = c16.stream()
     s = np.concatenate([st.push(codes[i:i + 2]) for i in range(0, 9, 2)])
     assert np.abs(s - a).max() <= 1e-5
+    # keep_f16: the F16 matrices stay half precision in memory, widened per use -> same output
+    ck2 = Codec.load(ck, keep_f16=True)
+    assert ck2.decoder.dec0.w.dtype == np.float16
+    assert np.array_equal(ck2.decode(codes), a)
 
 
 def test_bad_codes_and_missing_codec(odd_codec):

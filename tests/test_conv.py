@@ -122,3 +122,18 @@ def test_matmul_rows_round_alike(K, N, exact):
     out = np.empty((1, N), np.float32)
     kc.matmul(a[4:5], b, out)
     assert np.array_equal(out[0], full[4]) if exact else np.abs(out[0] - full[4]).max() < 1e-5
+
+
+def test_widen_f16():
+    """Every float16 bit pattern (zeros, subnormals, normals, inf, nan) widens like numpy's astype."""
+    bits = np.arange(65536, dtype=np.uint32).astype(np.uint16)
+    ref = bits.view(np.float16).astype(np.float32)
+    out = np.empty(bits.shape, np.float32)
+    kc.widen_f16(bits, out)
+    finite = np.isfinite(ref)
+    assert np.array_equal(out[finite], ref[finite])
+    assert np.array_equal(np.isnan(out), np.isnan(ref)) and np.array_equal(out[np.isinf(ref)], ref[np.isinf(ref)])
+    w = _r(7, 5).astype(np.float16)
+    out2 = np.empty((7, 5), np.float32)
+    kc.widen_f16(w.view(np.uint16), out2)
+    assert np.array_equal(out2, w.astype(np.float32))

@@ -168,6 +168,7 @@ class _Rows:
     def lin(self, x, w):
         """x [M, K] @ w[N, K]^T with the numba few-row kernel (w as stored: [out, in]),
         output columns split over the threads."""
+        w = _f32(w)
         M, K = x.shape
         N = w.shape[0]
         M4 = -(-M // 4) * 4
@@ -184,6 +185,7 @@ class _Rows:
         return out[:M] if M4 == M else np.ascontiguousarray(out[:M])
 
     def gemm(self, a, w, out=None):
+        w = _f32(w)
         M, K = a.shape
         N = w.shape[1]
         if out is None:
@@ -270,9 +272,9 @@ class _TransConv:
 class CodecDecoder:
     """Weights of the decoder, laid out for the time-major kernels. Built by Codec.load."""
 
-    def __init__(self, cfg: CodecConfig, view: GGUFView):
+    def __init__(self, cfg: CodecConfig, view: GGUFView, keep_f16: bool = False):
         self.cfg = cfg
-        get = self._getter(view)
+        get = self._getter(view, keep_f16)
 
         # RVQ: fold output_proj into the codebooks -> [nq, codebook_size, codebook_dim]
         nsem = cfg.num_semantic_quantizers
@@ -294,33 +296,33 @@ class CodecDecoder:
                 q += 1
         self.codebook_dim = cdim
 
-        self.pre_conv = _Conv(get("tok_dec.pre_conv.weight"), get("tok_dec.pre_conv.bias"))
+        self.pre_conv = _Conv(get("tok_dec.pre_conv.weight", True), get("tok_dec.pre_conv.bias"))
 
         # transformer
         t = "tok_dec.pre_tfm."
         # transformer Linears stay as stored ([out, in], in place for F32): few rows per call,
         # the numba few-row kernel (_Rows.lin) beats BLAS there (no weight packing)
-        self.in_w = get(t + "input_proj.weight")
+        self.in_w = get(t + "input_proj.weight", True)
         self.in_b = get(t + "input_proj.bias")
         self.layers = []
         for i in range(cfg.num_hidden_layers):
             b = f"{t}blk.{i}."
-            wq, wk, wv = get(b + "attn_q.weight"), get(b + "attn_k.weight"), get(b + "attn_v.weight")
+            wq, wk, wv = (get(b + f"attn_{x}.weight", True) for x in "qkv")
             if wq.shape[0] != cfg.num_attention_heads * cfg.head_dim or \
                     wk.shape[0] != cfg.num_key_value_heads * cfg.head_dim:
                 raise EdgeTTSError(f"codec: attention weights {wq.shape}/{wk.shape} do not match "
                                    f"heads {cfg.num_attention_heads}/{cfg.num_key_value_heads} x {cfg.head_dim}")
             self.layers.append(dict(
                 attn_norm=get(b + "attn_norm.weight"),
-                q=wq, k=wk, v=wv, o=get(b + "attn_output.weight"),
+                q=wq, k=wk, v=wv, o=get(b + "attn_output.weight", True),
                 attn_scale=get(b + "attn_scale"),
                 ffn_norm=get(b + "ffn_norm.weight"),
-                gate=get(b + "ffn_gate.weight"), up=get(b + "ffn_up.weight"),
-                down=get(b + "ffn_down.weight"),
+                gate=get(b + "ffn_gate.weight", True), up=get(b + "ffn_up.weight", True),
+                down=get(b + "ffn_down.weight", True),
                 ffn_scale=get(b + "ffn_scale"),
             ))
         self.norm_w = get(t + "norm.weight")
-        self.out_w = get(t + "output_proj.weight")
+        self.out_w = get(t + "output_proj.weight", True)
         self.out_b = get(t + "output_proj.bias")
 
         # upsampler: transposed conv (k = s = ratio) + ConvNeXt
@@ -329,17 +331,17 @@ class CodecDecoder:
             p = f"tok_dec.upsample.{u}."
             dw = get(p + "dwconv.weight")  # [C, 1, k]
             self.upsample.append(dict(
-                tconv=_TransConv(get(p + "conv.weight"), get(p + "conv.bias"), ratio),
+                tconv=_TransConv(get(p + "conv.weight", True), get(p + "conv.bias"), ratio),
                 dw_w=np.ascontiguousarray(dw[:, 0, :].T), dw_b=get(p + "dwconv.bias"),
                 dw_ctx=dw.shape[2] - 1,
                 norm_w=get(p + "norm.weight"), norm_b=get(p + "norm.bias"),
-                pw1=_linear_t(get(p + "pwconv1.weight")), pw1_b=get(p + "pwconv1.bias"),
-                pw2=_linear_t(get(p + "pwconv2.weight")), pw2_b=get(p + "pwconv2.bias"),
+                pw1=_linear_t(get(p + "pwconv1.weight", True)), pw1_b=get(p + "pwconv1.bias"),
+                pw2=_linear_t(get(p + "pwconv2.weight", True)), pw2_b=get(p + "pwconv2.bias"),
                 gamma=get(p + "gamma"),
             ))
 
         # wave decoder
-        self.dec0 = _Conv(get("tok_dec.dec.0.conv.weight"), get("tok_dec.dec.0.conv.bias"))
+        self.dec0 = _Conv(get("tok_dec.dec.0.conv.weight", True), get("tok_dec.dec.0.conv.bias"))
         self.blocks = []
         for bi, rate in enumerate(cfg.upsample_rates):
             p = f"tok_dec.dec.{bi + 1}."
@@ -349,32 +351,37 @@ class CodecDecoder:
                 r = f"{p}res.{j}."
                 units.append(dict(
                     act1=_snake_params(get(r + "act1.alpha"), get(r + "act1.beta")),
-                    conv1=_Conv(get(r + "conv1.weight"), get(r + "conv1.bias"), dilation=3 ** j),
+                    conv1=_Conv(get(r + "conv1.weight", True), get(r + "conv1.bias"), dilation=3 ** j),
                     act2=_snake_params(get(r + "act2.alpha"), get(r + "act2.beta")),
-                    conv2=_Conv(get(r + "conv2.weight"), get(r + "conv2.bias")),
+                    conv2=_Conv(get(r + "conv2.weight", True), get(r + "conv2.bias")),
                 ))
                 j += 1
             self.blocks.append(dict(
                 snake=_snake_params(get(p + "snake.alpha"), get(p + "snake.beta")),
-                tconv=_TransConv(get(p + "conv_t.weight"), get(p + "conv_t.bias"), rate),
+                tconv=_TransConv(get(p + "conv_t.weight", True), get(p + "conv_t.bias"), rate),
                 units=units,
             ))
         nb = len(cfg.upsample_rates)
         self.final_snake = _snake_params(get(f"tok_dec.dec.{nb + 1}.snake.alpha"),
                                          get(f"tok_dec.dec.{nb + 1}.snake.beta"))
-        self.final_conv = _Conv(get(f"tok_dec.dec.{nb + 2}.conv.weight"), get(f"tok_dec.dec.{nb + 2}.conv.bias"))
+        self.final_conv = _Conv(get(f"tok_dec.dec.{nb + 2}.conv.weight", True),
+                                get(f"tok_dec.dec.{nb + 2}.conv.bias"))
         self._check()
 
     @staticmethod
-    def _getter(view):
-        def get(name):
+    def _getter(view, keep_f16=False):
+        def get(name, big=False):
             """float32 array in the stored (PyTorch) shape: F32 tensors are the memory-mapped
-            data itself (no copy), other types are widened/dequantized."""
+            data itself (no copy), other types are widened/dequantized. With keep_f16, big
+            (matrix) weights stored as F16 stay float16 (memory-mapped) and are widened per call."""
             if name not in view:
                 raise EdgeTTSError(f"codec weights: tensor {name!r} missing")
             t = view[name]
             if t.dtype == "F32":
                 return np.asarray(t.data, np.float32).reshape(t.shape)
+            if t.dtype == "F16":
+                h = np.asarray(t.data, np.float16).reshape(t.shape)
+                return h if big and keep_f16 else _f32(h)
             return np.ascontiguousarray(t.numpy(), np.float32)
         return get
 
@@ -573,10 +580,11 @@ class CodecStream:
             ust[:] = buf[T:]
             # phase 2, each thread on its own rows: im2col, dilated k7 conv (GEMM), Snake2,
             # 1x1 conv (GEMM), residual add. Rows are independent once phase 1 is done.
+            w1, w2 = _f32(c1.w), _f32(c2.w)
             if self.rows.pool is None or T * C * C * c1.k < self.rows.MIN_GEMM:
-                self._unit_rows(u, buf, y, 0, T)
+                self._unit_rows(u, w1, w2, buf, y, 0, T)
             else:
-                self.rows.par(lambda r0, r1: self._unit_rows(u, buf, y, r0, r1), T)
+                self.rows.par(lambda r0, r1: self._unit_rows(u, w1, w2, buf, y, r0, r1), T)
         return y
 
     # Narrow units (weights <= SMALL_W floats, block 3 here) run in im2col tiles of TILE_FLOATS that
@@ -586,7 +594,7 @@ class CodecStream:
     SMALL_W = 1 << 17
 
     @classmethod
-    def _unit_rows(cls, u, buf, y, r0, r1):
+    def _unit_rows(cls, u, w1, w2, buf, y, r0, r1):
         """Rows r0..r1 of a residual unit, in tiles: im2col, k7 conv, Snake2, 1x1 conv, += y."""
         c1, c2 = u["conv1"], u["conv2"]
         a2, ib2 = u["act2"]
@@ -597,9 +605,9 @@ class CodecStream:
             t1 = min(r1, t0 + tile)
             cc = cols[: t1 - t0]
             kc.im2col(cc, buf[t0: t1 + c1.ctx], c1.k, c1.d)
-            h = kc.matmul(cc, c1.w)
+            h = kc.matmul(cc, w1)
             ks.snake_beta(h, c1.bias, a2, ib2, h)
-            z = kc.matmul(h, c2.w)
+            z = kc.matmul(h, w2)
             ks.residual_add(y[t0:t1], z, c2.bias)
 
 
@@ -607,11 +615,20 @@ def _linear_t(*ws):
     """Linear weights [out_i, in] -> one contiguous [in, sum(out_i)] (x @ W^T as a fast GEMM;
     several share an input: q|k|v, gate|up)."""
     n_in = ws[0].shape[1]
-    out = np.empty((n_in, sum(w.shape[0] for w in ws)), np.float32)
+    out = np.empty((n_in, sum(w.shape[0] for w in ws)), ws[0].dtype)
     o = 0
     for w in ws:
         out[:, o: o + w.shape[0]] = w.T
         o += w.shape[0]
+    return out
+
+
+def _f32(w):
+    """A weight as float32: itself, or widened from float16 for this call (keep_f16)."""
+    if w.dtype == np.float32:
+        return w
+    out = np.empty(w.shape, np.float32)
+    kc.widen_f16(np.ascontiguousarray(w).view(np.uint16), out)
     return out
 
 
@@ -642,7 +659,10 @@ class Codec:
         self.codebook_size = cfg.codebook_size
 
     @classmethod
-    def load(cls, checkpoint, threads: int | None = None) -> "Codec":
+    def load(cls, checkpoint, threads: int | None = None, keep_f16: bool = False) -> "Codec":
+        """threads: worker count (default 2 / EDGETTS_CODEC_THREADS). keep_f16: keep matrices
+        stored as F16 in half precision (memory-mapped) and widen them at each use: the same
+        output, ~half the resident weight memory, a few % more CPU."""
         if getattr(checkpoint, "codec", None) is None:
             raise EdgeTTSError(f"{getattr(checkpoint, 'root', 'checkpoint')}: no codec (speech tokenizer) "
                                "weights found; expected speech_tokenizer/ or a qwen3-tts-tokenizer GGUF")
@@ -651,7 +671,7 @@ class Codec:
             cfg = CodecConfig.from_gguf(w.metadata)
         else:
             cfg = CodecConfig.from_hf(getattr(checkpoint, "codec_config", None))
-        return cls(CodecDecoder(cfg, GGUFView(w)), threads)
+        return cls(CodecDecoder(cfg, GGUFView(w), keep_f16), threads)
 
     def check_codes(self, codes) -> np.ndarray:
         c = np.asarray(codes)
