@@ -1,7 +1,7 @@
 """Codec decoder speed: seconds of compute per second of audio, full-size random weights.
 
     python bench/codec.py [--threads 2] [--frames 125] [--stream-frames 25] [--chunks 1,2,4,8]
-                          [--dtype F32|F16]
+                          [--dtype F32|F16] [--keep-f16]
 
 Builds the released decoder shape (spec/codec.md section 2, 114.3 M params) with random
 weights in-process (F16 = the same weights stored as float16, widened at load), then times:
@@ -109,13 +109,15 @@ def main():
     ap.add_argument("--chunks", default="1,2,4,8")
     ap.add_argument("--dtype", default="F32", choices=["F32", "F16"])
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--keep-f16", action="store_true", help="with --dtype F16: keep matrices half precision")
     args = ap.parse_args()
 
     res = {"bench": "codec_decoder", "config": "released decoder shape, random weights",
            "threads": args.threads, "dtype_stored": args.dtype, "official": OFFICIAL, "run": run_info()}
     t = time.perf_counter()
     tensors = random_codec_tensors(FULL, seed=0, dtype=np.float16 if args.dtype == "F16" else np.float32)
-    codec = Codec.load(checkpoint_from_tensors(tensors, FULL), threads=args.threads)
+    codec = Codec.load(checkpoint_from_tensors(tensors, FULL), threads=args.threads, keep_f16=args.keep_f16)
+    res["keep_f16"] = args.keep_f16
     del tensors
     res["load_s"] = round(time.perf_counter() - t, 2)
     spf, sr = codec.samples_per_frame, codec.sample_rate
