@@ -105,7 +105,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--frames", type=int, default=125)
-    ap.add_argument("--stream-frames", type=int, default=25)
+    ap.add_argument("--stream-frames", type=int, default=32)
     ap.add_argument("--chunks", default="1,2,4,8")
     ap.add_argument("--dtype", default="F32", choices=["F32", "F16"])
     ap.add_argument("--repeat", type=int, default=2)

@@ -180,27 +180,16 @@ def dwconv_causal(xp, w, bias, out):
                 out[t, c] += xp[t + j, c] * w[j, c]
 
 
-_F16_MAGIC = np.float32(2.0 ** 112)
+# every float16 bit pattern widened once (numpy's own conversion; 256 KB, stays in L2)
+F16_TABLE = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
 
 
 @njit(cache=True, nogil=True)
-def widen_f16(src, dst):
-    """float16 given as its uint16 bits (contiguous, any shape) -> float32 dst (same size),
-    exact. numpy's astype takes ~2 ns per element here; this vectorizes. The 15 low bits moved
-    to float32 position and multiplied by 2^112 give zeros, subnormals and normals; inf/nan
-    then get the full exponent; then the sign."""
+def widen_f16(src, dst, table):
+    """float16 given as its uint16 bits (contiguous, any shape) -> float32 dst (same size) by
+    table lookup (table = F16_TABLE): exact, ~4x faster than numpy's astype here."""
     s = src.reshape(-1)
-    df = dst.reshape(-1)
-    du = df.view(np.uint32)
-    n = s.size
-    for i in range(n):
-        du[i] = (np.uint32(s[i]) & np.uint32(0x7FFF)) << np.uint32(13)
-    for i in range(n):
-        df[i] = df[i] * _F16_MAGIC
-    for i in range(n):
-        h = np.uint32(s[i])
-        u = du[i]
-        if (h & np.uint32(0x7C00)) == np.uint32(0x7C00):
-            u = u | np.uint32(0x7F800000)
-        du[i] = u | ((h & np.uint32(0x8000)) << np.uint32(16))
+    d = dst.reshape(-1)
+    for i in range(s.size):
+        d[i] = table[s[i]]
     return dst

@@ -628,7 +628,7 @@ def _f32(w):
     if w.dtype == np.float32:
         return w
     out = np.empty(w.shape, np.float32)
-    kc.widen_f16(np.ascontiguousarray(w).view(np.uint16), out)
+    kc.widen_f16(np.ascontiguousarray(w).view(np.uint16), out, kc.F16_TABLE)
     return out
 
 
