@@ -17,9 +17,15 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import time
 
-import numpy as np
+# Measure what edgetts users get: the library defaults to passive OpenMP workers (see
+# edgetts/__init__.py; _common.py would pick "active" for kernel throughput). A/B here, loaded
+# box, Q4_0: talker step median 28-34 ms passive vs 42-213 ms active, CP frame 58-113 vs 120-354.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
 
 from _common import json_out, measure_read_bandwidth, run_info, setup_threads
 
