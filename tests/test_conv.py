@@ -89,6 +89,18 @@ def test_trans_conv_and_carry(cin, cout, k, s, T):
         kc.trans_conv(xi, wt, k, s, b, carry, o)
         parts.append(o)
     assert np.abs(np.concatenate(parts) - out).max() == 0.0
+    # the row-split variant + separate carry update give the same output and carry
+    carry2 = np.zeros((k - s, cout), np.float32)
+    y3 = kc.matmul(np.ascontiguousarray(x.T), wt).reshape(T, cout, k)
+    out2 = np.empty((T * s, cout), np.float32)
+    half = (T * s) // 2
+    kc.overlap_add_rows(y3, carry2, b, s, out2, half, T * s)
+    kc.overlap_add_rows(y3, carry2, b, s, out2, 0, half)
+    kc.overlap_carry(y3, s, carry2)
+    assert np.abs(out2 - ref.T).max() < 1e-4
+    carry1 = np.zeros((k - s, cout), np.float32)
+    kc.overlap_add(y3, carry1, b, s, np.empty((T * s, cout), np.float32))
+    assert carry2.shape == carry1.shape and np.allclose(carry2, carry1, atol=1e-5)
 
 
 @pytest.mark.parametrize("C,T,k", [(5, 9, 7), (33, 1, 7), (8, 17, 3)])

@@ -155,6 +155,45 @@ def overlap_add(y, carry, bias, s, out):
             carry[p, c] = full[n * s + p, c]
 
 
+@njit(cache=True, nogil=True)
+def overlap_add_rows(y, carry, bias, s, out, p0, p1):
+    """Rows p0..p1 of overlap_add's output (same result), for splitting over threads; the
+    carry is only read here: update it afterwards with overlap_carry."""
+    n, C, k = y.shape
+    ntail = k - s
+    for p in range(p0, p1):
+        if p < ntail:
+            for c in range(C):
+                out[p, c] = carry[p, c]
+        else:
+            for c in range(C):
+                out[p, c] = 0.0
+        i_hi = min(p // s, n - 1)
+        i_lo = max((p - k + s) // s, 0)
+        for i in range(i_lo, i_hi + 1):
+            r = p - i * s
+            for c in range(C):
+                out[p, c] += y[i, c, r]
+        for c in range(C):
+            out[p, c] += bias[c]
+
+
+@njit(cache=True, nogil=True)
+def overlap_carry(y, s, carry):
+    """The k-s output rows past the end of this call's output (no bias): the next call's carry."""
+    n, C, k = y.shape
+    ntail = k - s
+    for q in range(ntail):
+        P = n * s + q
+        for c in range(C):
+            carry[q, c] = 0.0
+        i_lo = max((P - k + s) // s, 0)
+        for i in range(i_lo, n):
+            r = P - i * s
+            for c in range(C):
+                carry[q, c] += y[i, c, r]
+
+
 def trans_conv(x: np.ndarray, w: np.ndarray, k: int, s: int, bias: np.ndarray, carry: np.ndarray,
                out: np.ndarray) -> np.ndarray:
     """Causal transposed conv (right trim k-s) of x [n, Cin] -> out [n*s, Cout] (+bias); carry updated.

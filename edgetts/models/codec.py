@@ -127,6 +127,7 @@ class _Rows:
 
     MIN_ELEMS = 1 << 17  # elements below which a row-wise kernel is not split
     MIN_GEMM = 1 << 24  # multiply-adds (~0.2 ms) below which a product is not split
+    MIN_LIN = 1 << 21   # the same for the numba few-row kernel (no packing: cheap to split)
 
     def __init__(self, threads: int):
         self.threads = max(1, int(threads))
@@ -178,7 +179,7 @@ class _Rows:
         else:
             xp = x
         out = np.empty((M4, N), np.float32)
-        if self.pool is None or M4 * K * N < self.MIN_GEMM:
+        if self.pool is None or M4 * K * N < self.MIN_LIN:
             ka.linear_rows(xp, w, out, 0, N)
         else:
             self.par(lambda n0, n1: ka.linear_rows(xp, w, out, n0, n1), N)
@@ -263,9 +264,13 @@ class _TransConv:
 
     def run(self, x, carry, rows):
         n = x.shape[0]
-        y = rows.gemm(x, self.w)
+        y3 = rows.gemm(x, self.w).reshape(n, self.cout, self.k)
         out = np.empty((n * self.s, self.cout), np.float32)
-        kc.overlap_add(y.reshape(n, self.cout, self.k), carry, self.bias, self.s, out)
+        if rows.pool is None or out.size < rows.MIN_ELEMS:
+            kc.overlap_add_rows(y3, carry, self.bias, self.s, out, 0, n * self.s)
+        else:
+            rows.par(lambda p0, p1: kc.overlap_add_rows(y3, carry, self.bias, self.s, out, p0, p1), n * self.s)
+        kc.overlap_carry(y3, self.s, carry)
         return out
 
 
