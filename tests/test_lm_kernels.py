@@ -178,6 +178,13 @@ def test_sample_matches_distribution(n, t, k, p):
     np.testing.assert_allclose(counts / us.size, probs, atol=2e-4)
 
 
+@pytest.mark.parametrize("n,k", [(1, 1), (7, 3), (100, 50), (2048, 50), (33, 33)])
+def test_kth_largest(n, k):
+    x = rng.standard_normal(n).astype(np.float32)
+    x[::5] = x[0]  # ties
+    assert S.kth_largest(x, k, np.zeros(n, np.float32)) == np.sort(x)[-k]
+
+
 def test_sample_seeded_reproducible():
     logits = rng.standard_normal(100).astype(np.float32)
     work = np.zeros(100, np.float32)

@@ -37,6 +37,28 @@ def argmax(logits):
 
 
 @njit(cache=True, nogil=True)
+def kth_largest(x, k, work):
+    """The k-th largest value of x (k >= 1), keeping the k largest seen so far in work[:k]
+    (replace-the-minimum; O(n + replacements * k), no sort of the whole row)."""
+    n = x.shape[0]
+    for i in range(k):
+        work[i] = x[i]
+    jmin = 0
+    for i in range(1, k):
+        if work[i] < work[jmin]:
+            jmin = i
+    for i in range(k, n):
+        v = x[i]
+        if v > work[jmin]:
+            work[jmin] = v
+            jmin = 0
+            for j in range(1, k):
+                if work[j] < work[jmin]:
+                    jmin = j
+    return work[jmin]
+
+
+@njit(cache=True, nogil=True)
 def sample(logits, temperature, top_k, top_p, u, work):
     """Draw one id from logits (modified in place) with HF warpers; work: float32[len(logits)].
 
@@ -49,10 +71,7 @@ def sample(logits, temperature, top_k, top_p, u, work):
     for i in range(n):
         logits[i] = logits[i] * inv_t
     if top_k > 0 and top_k < n:
-        for i in range(n):
-            work[i] = logits[i]
-        work.sort()
-        thr = work[n - top_k]
+        thr = kth_largest(logits, top_k, work)
         for i in range(n):
             if logits[i] < thr:
                 logits[i] = -np.inf

@@ -29,21 +29,10 @@ def gather(m: Matrix, ids, out: np.ndarray) -> np.ndarray:
     return out
 
 
-# Block-quantized weights: prefill rows go through Matrix.matmul's int8 multi-row kernel in
-# chunks below its BLAS threshold. Measured here (2 cores, 95 rows x [3072, 1024] Q8_0): the
-# dequantize-tile + BLAS path took 0.6-1.1 s per matrix (numba OMP and BLAS threads contend),
-# the int8 kernel in chunks of 15 rows ~4 ms unloaded.
-_INT8_ROWS = 15
-
-
 def linear(m: Matrix, x: np.ndarray, out: np.ndarray) -> np.ndarray:
     """out[n, rows] = x[n, cols] @ W^T; one row goes through the matrix-vector kernel."""
-    n = x.shape[0]
-    if n == 1:
+    if x.shape[0] == 1:
         m.matvec(x[0], out[0])
-    elif m.dtype in ("Q8_0", "Q4_0") and n > _INT8_ROWS:
-        for i in range(0, n, _INT8_ROWS):
-            m.matmul(x[i:i + _INT8_ROWS], out[i:i + _INT8_ROWS])
     else:
         m.matmul(x, out)
     return out
