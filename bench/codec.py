@@ -88,6 +88,46 @@ def gemm_gflops(shapes, threads: int) -> dict:
     return out
 
 
+class _Inline:
+    """Executor stand-in that runs submitted work at once on the calling thread."""
+
+    def submit(self, fn, *args):
+        fn(*args)
+
+        class Done:
+            def result(self):
+                return None
+        return Done()
+
+
+def parallel_fraction(decoder, codes, chunk: int, threads: int = 2) -> dict:
+    """CPU time (1 core) of a stream in pushes of `chunk` frames, the share of it inside the
+    codec's split sections, and the Amdahl wall time on `threads` free cores. Does not need an
+    idle machine (thread CPU time), unlike the wall figures."""
+    c = Codec(decoder, threads=threads)
+    c.rows.pool = _Inline()
+    inside = [0.0]
+    par = c.rows.par
+
+    def timed_par(fn, n):
+        t = time.thread_time()
+        par(fn, n)
+        inside[0] += time.thread_time() - t
+    c.rows.par = timed_par
+    st = c.stream()
+    st.push(codes[:chunk])
+    st.reset()
+    inside[0] = 0.0
+    t = time.thread_time()
+    for i in range(0, len(codes), chunk):
+        st.push(codes[i:i + chunk])
+    tot = time.thread_time() - t
+    audio = len(codes) * c.samples_per_frame / c.sample_rate
+    p = inside[0] / tot
+    return {"cpu_s_per_audio_s": round(tot / audio, 4), "parallel_fraction": round(p, 3),
+            f"amdahl_wall_s_per_audio_s_{threads}_cores": round(tot / audio * ((1 - p) + p / threads), 4)}
+
+
 def timed(fn, repeat):
     """(best wall seconds, process CPU seconds of that run). CPU time is the figure that
     survives a shared machine: wall ~= CPU / threads when the cores are free."""
@@ -169,6 +209,10 @@ def main():
                           "gflops": round(2 * mpf.get(k, 0) * n / v / 1e9, 1) if mpf.get(k) else None}
                       for k, v in st.profile.items()}
         res[label]["total_s_per_audio_s"] = round(sum(st.profile.values()) / audio, 4)
+
+    # parallel fraction -> projected wall on free cores (robust to a loaded machine)
+    res["amdahl"] = {f"chunk{ch}": parallel_fraction(codec.decoder, codes[:32], ch, max(2, args.threads))
+                     for ch in (1, 4, 8, 16)}
 
     # the bound: numpy sgemm on the decoder's GEMM shapes at 4 frames per call
     # (block1 conv1 im2col, block0 transposed conv, block2 conv1, block3 conv1, pwconv1)
