@@ -15,7 +15,9 @@ from edgetts.cli import main
 from edgetts.gguf import names as N
 from quantize import cli as qcli
 from quantize import writer as qwriter
-from quantize.quants import f32_to_f16_bits, quantize_rows
+from edgetts.kernels.quant import f32_to_f16
+from numba import njit
+from quantize.quants import quantize_rows
 from test_names import CODEC_KEYS, CODEC_TENSORS, TALKER_KEYS, TALKER_TENSORS, tensors
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -98,6 +100,14 @@ def test_block_quantizer_rejects_ragged_rows():
         quantize_rows(np.zeros((2, 40), np.float32), "Q8_0")
 
 
+@njit(cache=True)
+def _f16_bits(vals):
+    out = np.empty(vals.shape[0], np.uint16)
+    for i in range(vals.shape[0]):
+        out[i] = f32_to_f16(vals[i])
+    return out
+
+
 def test_f16_conversion_matches_numpy():
     vals = np.concatenate([
         (RNG.standard_normal(4000) * 10.0 ** RNG.integers(-9, 6, 4000)).astype(np.float32),
@@ -106,7 +116,7 @@ def test_f16_conversion_matches_numpy():
                  dtype=np.float32)])
     with np.errstate(over="ignore"):
         ref = vals.astype(np.float16).view(np.uint16)
-    got = np.array([f32_to_f16_bits(np.uint32(b)) for b in vals.view(np.uint32)], dtype=np.uint16)
+    got = _f16_bits(vals)
     nan = np.isnan(vals)
     np.testing.assert_array_equal(got[~nan], ref[~nan])
     assert ((got[nan] & 0x7C00) == 0x7C00).all() and (got[nan] & 0x3FF).all()
