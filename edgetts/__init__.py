@@ -1,10 +1,13 @@
 """edgetts: Qwen3-TTS text-to-speech on CPU, numpy + numba, no PyTorch."""
 import os as _os
 
-# numba's OpenMP workers spin (active wait) after every parallel region by default. On a 2-core
-# machine that steals the core from OpenBLAS, from the codec thread running beside the LM, and
-# from anything else: measured here, a loaded box ran the LM frame ~5x slower (0.46 s vs 0.087 s
-# at Q4_0) and a Q8_0 prefill matmul 15x slower with spinning workers. Must be set before the
+# numba's OpenMP workers spin (active wait) after every parallel region when told to. On a 2-core
+# machine that steals the core from the codec thread running beside the LM and from anything
+# else. Measured with bench/lm.py (0.6B, Q4_0, LM frame = talker step + CP frame, median):
+#   free cores:         active+GOMP_SPINCOUNT=200000 43-46 ms, passive 54-70 ms
+#   2 busy processes:   active+spincount 189 ms, passive 76 ms; unbounded active: seconds
+# Passive is the safe default while the codec shares the cores; the fix for its wake-up cost
+# (~70 us x ~430 parallel regions per frame) is fewer regions per frame. Must be set before the
 # OpenMP runtime loads (first parallel call); an explicit user setting wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
