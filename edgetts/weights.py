@@ -234,50 +234,120 @@ def read_safetensors(path: str | os.PathLike) -> Weights:
     return Weights(p, "safetensors", tensors, meta)
 
 
+# GGUF value types (gguf-py GGUFValueType) -> numpy dtype for the fixed-size ones.
+_GGUF_SCALARS = {0: np.uint8, 1: np.int8, 2: np.uint16, 3: np.int16, 4: np.uint32, 5: np.int32,
+                 6: np.float32, 7: np.bool_, 10: np.uint64, 11: np.int64, 12: np.float64}
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+# bytes per element of the non-block GGML types
+_SCALAR_TYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I8": 1, "I16": 2, "I32": 4, "I64": 8}
+_SCALAR_TYPE_NP = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "F64": np.float64,
+                   "I8": np.int8, "I16": np.int16, "I32": np.int32, "I64": np.int64}
+
+
+class _HeaderReader:
+    """Sequential little-endian reader over the GGUF header bytes.
+
+    gguf-py's GGUFReader builds a numpy view per array element, which takes seconds for the
+    ~300k tokenizer strings of a Qwen3-TTS talker file; this reads them with plain slicing.
+    """
+
+    def __init__(self, buf: memoryview):
+        self.buf = buf
+        self.pos = 0
+
+    def take(self, n: int) -> memoryview:
+        if self.pos + n > len(self.buf):
+            raise ValueError("header runs past the end of the file")
+        v = self.buf[self.pos:self.pos + n]
+        self.pos += n
+        return v
+
+    def u32(self) -> int:
+        return struct.unpack("<I", self.take(4))[0]
+
+    def u64(self) -> int:
+        return struct.unpack("<Q", self.take(8))[0]
+
+    def string(self) -> str:
+        return bytes(self.take(self.u64())).decode("utf-8", errors="replace")
+
+    def value(self, vtype: int):
+        if vtype == _GGUF_STRING:
+            return self.string()
+        if vtype == _GGUF_ARRAY:
+            etype, count = self.u32(), self.u64()
+            if etype == _GGUF_STRING:
+                buf, pos, out = self.buf, self.pos, []
+                for _ in range(count):
+                    (n,) = struct.unpack_from("<Q", buf, pos)
+                    out.append(bytes(buf[pos + 8:pos + 8 + n]).decode("utf-8", errors="replace"))
+                    pos += 8 + n
+                if pos > len(buf):
+                    raise ValueError("header runs past the end of the file")
+                self.pos = pos
+                return out
+            if etype in _GGUF_SCALARS:
+                dt = np.dtype(_GGUF_SCALARS[etype]).newbyteorder("<")
+                return np.frombuffer(self.take(dt.itemsize * count), dtype=dt).tolist()
+            return [self.value(etype) for _ in range(count)]  # nested arrays
+        if vtype in _GGUF_SCALARS:
+            dt = np.dtype(_GGUF_SCALARS[vtype]).newbyteorder("<")
+            return np.frombuffer(self.take(dt.itemsize), dtype=dt)[0].item()
+        raise ValueError(f"unknown GGUF value type {vtype}")
+
+
 def read_gguf(path: str | os.PathLike) -> Weights:
+    """A GGUF file: metadata decoded to Python values, tensors as views into one mmap."""
     p = Path(path)
-    import gguf
-
-    try:
-        reader = gguf.GGUFReader(p, "r")
-    except Exception as e:  # gguf-py raises ValueError/IndexError/... on damaged files
-        raise WeightsError(f"{p}: truncated or corrupt GGUF file ({type(e).__name__}: {e})") from None
-    meta: dict[str, Any] = {}
-    for key, fld in reader.fields.items():
-        if key.startswith("GGUF."):
-            continue
-        try:
-            meta[key] = _field_value(fld)
-        except Exception:  # an unreadable value must not stop the tensors from loading
-            meta[key] = None
     size = p.stat().st_size
+    try:
+        mm = np.memmap(p, dtype=np.uint8, mode="r")
+        r = _HeaderReader(memoryview(mm))
+        if bytes(r.take(4)) != GGUF_MAGIC:
+            raise ValueError("bad magic")
+        version = r.u32()
+        if version not in (2, 3):
+            raise ValueError(f"unsupported GGUF version {version}")
+        n_tensors, n_kv = r.u64(), r.u64()
+        meta: dict[str, Any] = {}
+        for _ in range(n_kv):
+            key = r.string()
+            meta[key] = r.value(r.u32())
+        infos = []
+        for _ in range(n_tensors):
+            name = r.string()
+            dims = [r.u64() for _ in range(r.u32())]
+            infos.append((name, dims, r.u32(), r.u64()))
+        align = int(meta.get("general.alignment", 32))
+        base = (r.pos + align - 1) // align * align
+    except (ValueError, struct.error, UnicodeDecodeError, OverflowError) as e:
+        raise WeightsError(f"{p}: truncated or corrupt GGUF file ({e})") from None
     tensors: dict[str, Tensor] = {}
-    for t in reader.tensors:
-        dtype = GGML_TYPE_NAMES.get(int(t.tensor_type), t.tensor_type.name)
-        shape = tuple(int(d) for d in reversed(t.shape.tolist()))
-        if t.data_offset + t.n_bytes > size:
-            raise WeightsError(f"{p}: truncated GGUF file (tensor {t.name!r} lies past the end)")
-        data = t.data
-        if dtype == "BF16":
-            data = data.view(np.uint16).reshape(shape)
-        elif dtype in BLOCK_SIZES:
-            data = data.reshape(int(np.prod(shape[:-1])) if len(shape) > 1 else 1, -1)
-        tensors[t.name] = Tensor(t.name, dtype, shape, data)
+    for name, dims, ggml_type, offset in infos:
+        dtype = GGML_TYPE_NAMES.get(ggml_type, f"type{ggml_type}")
+        shape = tuple(int(d) for d in reversed(dims))
+        count = int(np.prod(shape)) if shape else 1
+        if dtype in BLOCK_SIZES:
+            block, block_bytes = BLOCK_SIZES[dtype]
+            if shape[-1] % block:
+                raise WeightsError(f"{p}: tensor {name!r} row of {shape[-1]} is not a whole number "
+                                   f"of {dtype} blocks")
+            nbytes = count // block * block_bytes
+        elif dtype in _SCALAR_TYPE_BYTES:
+            nbytes = count * _SCALAR_TYPE_BYTES[dtype]
+        else:
+            raise WeightsError(f"{p}: tensor {name!r} has unsupported type {dtype}")
+        start = base + offset
+        if start + nbytes > size:
+            raise WeightsError(f"{p}: truncated GGUF file (tensor {name!r} lies past the end)")
+        raw = mm[start:start + nbytes]
+        if dtype in BLOCK_SIZES:
+            rows = count // shape[-1] if shape else 1
+            data = raw.reshape(rows, -1)
+        else:
+            data = raw.view(_SCALAR_TYPE_NP[dtype]).reshape(shape)
+        tensors[name] = Tensor(name, dtype, shape, data)
     return Weights(p, "gguf", tensors, meta)
-
-
-def _field_value(fld) -> Any:
-    import gguf
-
-    types = fld.types
-    if not types:
-        return None
-    if types[0] == gguf.GGUFValueType.ARRAY:
-        return list(fld.contents())
-    v = fld.contents()
-    if isinstance(v, np.generic):
-        v = v.item()
-    return v
 
 
 def read_file(path: str | os.PathLike) -> Weights:
