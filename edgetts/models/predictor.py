@@ -66,8 +66,9 @@ class Predictor:
             if j > 0:
                 self.embd[j - 1].rows_f32(int(codes_out[j - 1]), self.in1[0])
                 self._project(self.in1, self.x1)
-                last = self.stack.forward(self.x1, j + 1, cache, self.buf1)[0]
-            self.heads[j].matvec(last, self.logits)
+                self.stack.step(self.x1, j + 1, cache, self.buf1, self.heads[j], self.logits)
+            else:
+                self.heads[j].matvec(last, self.logits)
             if logits_out is not None:
                 logits_out[j] = self.logits
             if greedy:

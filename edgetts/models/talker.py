@@ -10,12 +10,17 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.activations_lm import add_bias, bias_silu, silu_mul
+from ..kernels import decoder
 from ..kernels.attention import qkv_attention
 from ..kernels.norm import add_rmsnorm, rmsnorm
 from ..kernels.rope import rope_tables
 from .config import StackConfig, TalkerConfig
 
-from ..kernels.matmul import Matrix
+from ..kernels.matmul import ROWS, Matrix
+
+_NO_BYTES = np.zeros(0, np.uint8)
+_NO_BYTES.flags.writeable = False
+_NO_F32 = np.zeros(0, np.float32)
 
 
 def f32(view, name: str) -> np.ndarray:
@@ -79,6 +84,68 @@ class Stack:
         self.out_norm = f32(view, f"{prefix}.output_norm.weight")
         self.eps = np.float32(cfg.eps)
         self.set_positions(n_pos)
+        self._fused = self._fused_setup()
+
+    @staticmethod
+    def _x8_ok(m: Matrix) -> bool:
+        return decoder.SUPPORTED and m.dtype in decoder.KINDS and m.rows % ROWS == 0 and m.rows >= ROWS
+
+    def _fused_setup(self):
+        """Inputs of kernels.decoder.decoder_step (one parallel region per single-row step) when
+        every layer matrix is quantized in the x86 x8 layout; None keeps the per-op path."""
+        from numba import typed
+
+        mats = self.matrices()
+        if not mats or not all(self._x8_ok(m) for m in mats):
+            return None
+        c = self.cfg
+        P = typed.List([m.prepare()._x8 for m in mats])
+        A = c.n_heads * c.head_dim
+        W = max(c.hidden, A)
+        return dict(
+            P=P, kinds=np.array([decoder.KINDS[m.dtype] for m in mats], np.int64),
+            rows=np.array([m.rows for m in mats], np.int64),
+            attn_norm=np.stack([L.attn_norm for L in self.layers]),
+            ffn_norm=np.stack([L.ffn_norm for L in self.layers]),
+            q_norm=np.stack([L.q_norm for L in self.layers]),
+            k_norm=np.stack([L.k_norm for L in self.layers]),
+            xq=np.zeros(W, np.int8), xd=np.zeros(W // 32, np.float32), xs=np.zeros(W // 32, np.int32),
+            xq2=np.zeros(c.ffn, np.int8), xd2=np.zeros(c.ffn // 32, np.float32),
+            xs2=np.zeros(c.ffn // 32, np.int32),
+            ctr=np.zeros(2 * (decoder.PHASES_PER_LAYER * len(self.layers) + 2), np.int64),
+            scores=None)
+
+    def step(self, x: np.ndarray, pos: int, cache, buf: Buffers, head: Matrix | None = None,
+             logits: np.ndarray | None = None) -> np.ndarray:
+        """One row x [1, hidden] at position pos (consumed) -> y [hidden] (normed); with head,
+        logits[rows] = head . y too. Same results as forward() (+ head.matvec); quantized x86
+        stacks run it as one parallel region (kernels/decoder.py)."""
+        f = self._fused
+        if f is None or x.shape[0] != 1:
+            y = self.forward(x, pos, cache, buf)[0]
+            if head is not None:
+                head.matvec(y, logits)
+            return y
+        import numba
+
+        if pos + 1 > self.cos.shape[0]:
+            self.set_positions(max(2 * self.cos.shape[0], pos + 1))
+        c = self.cfg
+        if f["scores"] is None or f["scores"].shape[1] != cache.k.shape[2]:
+            f["scores"] = np.zeros((c.n_kv_heads, cache.k.shape[2]), np.float32)
+        fused_head = head is not None and self._x8_ok(head)
+        decoder.decoder_step(
+            numba.get_num_threads(), f["P"], f["kinds"], f["rows"], x, f["attn_norm"], f["ffn_norm"],
+            f["q_norm"], f["k_norm"], self.out_norm, self.eps, c.n_heads, c.n_kv_heads, self.cos, self.sin,
+            pos, cache.k, cache.v, buf.h, buf.qkv[0], buf.att[0], buf.r, buf.gu, buf.act, buf.y,
+            f["xq"], f["xd"], f["xs"], f["xq2"], f["xd2"], f["xs2"], f["scores"],
+            head.prepare()._x8 if fused_head else _NO_BYTES,
+            decoder.KINDS[head.dtype] if fused_head else 0, logits if fused_head else _NO_F32, f["ctr"])
+        cache.pos = pos + 1
+        y = buf.y[0]
+        if head is not None and not fused_head:
+            head.matvec(y, logits)
+        return y
 
     def set_positions(self, n_pos: int) -> None:
         self.cos, self.sin = rope_tables(self.cfg.rope_theta, self.cfg.head_dim, n_pos)
@@ -163,9 +230,8 @@ class Talker:
 
     def step(self, row: np.ndarray, cache):
         """One decode row [1, H] (consumed in place) at position cache.pos -> (y [H], logits [V])."""
-        y = self.stack.forward(row, cache.pos, cache, self.buf1)
-        self.codec_head.matvec(y[0], self.logits[0])
-        return y[0], self.logits[0]
+        y = self.stack.step(row, cache.pos, cache, self.buf1, self.codec_head, self.logits[0])
+        return y, self.logits[0]
 
     def matrices(self):
         return self.stack.matrices() + [self.codec_head]

@@ -1,0 +1,276 @@
+"""One single-row decoder step (all layers + final norm + optional head) in ONE parallel region.
+
+Why: a step through the per-op kernels opens one OpenMP region per matrix-vector product (4 per
+layer) and makes ~10 Python -> numba calls per layer. With passive OpenMP workers (the library
+default, see edgetts/__init__.py) every region pays a worker wake-up; the code predictor alone
+ran ~315 regions per frame. Here the step is a fixed program of phases run by every thread of
+one `prange(n_threads)` region:
+
+    per layer: [norm + quantize] [qkv rows] [attention per kv head] [quantize] [o rows]
+               [add + norm + quantize] [gate|up rows] [silu*up + quantize] [down rows]
+
+A phase is a list of units (row chunks of a product, kv heads, or one serial unit). Threads claim
+units from an atomic counter and count finished ones in a second counter; nobody enters the next
+phase before every unit of this one is finished. No thread waits for a *particular* other
+thread: if a worker starts late (passive wake-up) or never, the threads present do all units, so
+the program cannot deadlock whatever the runtime does with the iterations. Waiting spins with
+`pause` for a short while, then yields the core (sched_yield) -- the codec thread may need it.
+
+The arithmetic is the per-op kernels' own (rmsnorm, add_rmsnorm, quantize_act, silu_mul, the x86
+rows8 intrinsics, attention in qkv_attention's order), so results equal Stack.forward bit for bit.
+Only quantized matrices in the x86 x8 layout with rows % 8 == 0 run here (matmul.Matrix decides);
+everything else keeps the per-op path.
+"""
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .activations_lm import silu_mul
+from .attention import _head_rmsnorm_rope
+from .matmul import ROWS, rows8_q4_0_avx2, rows8_q4_0_vnni, rows8_q8_0_avx2, rows8_q8_0_vnni
+from .norm import add_rmsnorm, rmsnorm
+from .quant import KERNEL_ISA, Q4_0_BYTES, Q8_0_BYTES, quantize_act
+
+KIND_Q8_0, KIND_Q4_0 = 0, 1
+KINDS = {"Q8_0": KIND_Q8_0, "Q4_0": KIND_Q4_0}
+SUPPORTED = KERNEL_ISA in ("vnni", "avx2")
+CHUNK = 64            # rows per claimed unit of a product (multiple of ROWS)
+SPINS = 4000          # pause-spins before a waiting thread starts yielding its core
+PHASES_PER_LAYER = 9
+
+_R8Q8 = rows8_q8_0_vnni if KERNEL_ISA == "vnni" else rows8_q8_0_avx2
+_R8Q4 = rows8_q4_0_vnni if KERNEL_ISA == "vnni" else rows8_q4_0_avx2
+
+
+# ------------------------------------------------------------------------------ atomics
+def _i64_ptr(context, builder, aryty, ary, idx):
+    a = context.make_array(aryty)(context, builder, value=ary)
+    return builder.gep(a.data, [idx])
+
+
+@intrinsic
+def atomic_add(typingctx, arr, idx, val):
+    """old = arr[idx]; arr[idx] += val (sequentially consistent). arr int64[:] C."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
+        return None
+
+    def codegen(context, builder, sig, args):
+        a, i, v = args
+        i = context.cast(builder, i, sig.args[1], types.int64)
+        v = context.cast(builder, v, sig.args[2], types.int64)
+        return builder.atomic_rmw("add", _i64_ptr(context, builder, sig.args[0], a, i), v, "seq_cst")
+
+    return types.int64(arr, idx, val), codegen
+
+
+@intrinsic
+def atomic_load(typingctx, arr, idx):
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
+        return None
+
+    def codegen(context, builder, sig, args):
+        a, i = args
+        i = context.cast(builder, i, sig.args[1], types.int64)
+        return builder.load_atomic(_i64_ptr(context, builder, sig.args[0], a, i), "acquire", 8)
+
+    return types.int64(arr, idx), codegen
+
+
+@intrinsic
+def cpu_pause(typingctx):
+    def codegen(context, builder, sig, args):
+        f = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                           "llvm.x86.sse2.pause")
+        builder.call(f, [])
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+@intrinsic
+def sched_yield(typingctx):
+    def codegen(context, builder, sig, args):
+        f = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), []), "sched_yield")
+        builder.call(f, [])
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+@njit(cache=True, nogil=True)
+def _wait(ctr, ph, n):
+    """Until n units of phase ph are finished."""
+    spins = 0
+    while atomic_load(ctr, 2 * ph + 1) < n:
+        if spins < SPINS:
+            cpu_pause()
+            spins += 1
+        else:
+            sched_yield()
+
+
+@njit(cache=True, nogil=True)
+def _serial(ctr, ph):
+    """True for the one thread that should run the single unit of phase ph."""
+    return atomic_add(ctr, 2 * ph, 1) == 0
+
+
+@njit(cache=True, nogil=True)
+def _done(ctr, ph):
+    atomic_add(ctr, 2 * ph + 1, 1)
+
+
+# ----------------------------------------------------------------------------- phases
+@njit(cache=True, nogil=True, fastmath=True)
+def _rows(kind, p, nb, xq, xd, xs, out, r0, r1):
+    """out[r0:r1] = W[r0:r1] . x (r0, r1 multiples of ROWS) from the x8 copy p."""
+    if kind == KIND_Q8_0:
+        for g in range(r0 // ROWS, r1 // ROWS):
+            _R8Q8(p, g * nb * ROWS * Q8_0_BYTES, nb, xq, xd, xs, out, ROWS * g)
+    else:
+        for g in range(r0 // ROWS, r1 // ROWS):
+            _R8Q4(p, g * nb * ROWS * Q4_0_BYTES, nb, xq, xd, xs, out, ROWS * g)
+
+
+@njit(cache=True, nogil=True)
+def _product(ctr, ph, kind, p, rows, xq, xd, xs, out):
+    """Phase ph: out[rows] = W . x, in claimed chunks of CHUNK rows."""
+    nb = xd.shape[0]
+    n = (rows + CHUNK - 1) // CHUNK
+    while True:
+        u = atomic_add(ctr, 2 * ph, 1)
+        if u >= n:
+            break
+        _rows(kind, p, nb, xq, xd, xs, out, u * CHUNK, min(rows, (u + 1) * CHUNK))
+        _done(ctr, ph)
+    _wait(ctr, ph, n)
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract", "nsz"})
+def _attend_kv_head(qkv, kvh, n_heads, n_kv_heads, q_norm, k_norm, eps, cos_p, sin_p, p,
+                    k_cache, v_cache, out, scores):
+    """qkv_attention for one row at position p, restricted to kv head kvh and its query heads
+    (same operations in the same order)."""
+    hd = k_cache.shape[2]
+    cap = k_cache.shape[1]
+    group = n_heads // n_kv_heads
+    koff = n_heads * hd
+    voff = koff + n_kv_heads * hd
+    slot = p % cap
+    for h in range(kvh * group, (kvh + 1) * group):
+        _head_rmsnorm_rope(qkv[h * hd:(h + 1) * hd], q_norm, eps, cos_p, sin_p)
+    k = qkv[koff + kvh * hd: koff + (kvh + 1) * hd]
+    _head_rmsnorm_rope(k, k_norm, eps, cos_p, sin_p)
+    for j in range(hd):
+        k_cache[kvh, slot, j] = k[j]
+        v_cache[kvh, slot, j] = qkv[voff + kvh * hd + j]
+    scale = np.float32(1.0 / np.sqrt(hd))
+    n = min(p + 1, cap)
+    for h in range(kvh * group, (kvh + 1) * group):
+        q = qkv[h * hd:(h + 1) * hd]
+        m = -np.inf
+        for t in range(n):
+            s = (p - t) % cap
+            acc = np.float32(0.0)
+            for j in range(hd):
+                acc += q[j] * k_cache[kvh, s, j]
+            acc *= scale
+            scores[t] = acc
+            if acc > m:
+                m = acc
+        tot = np.float32(0.0)
+        for t in range(n):
+            e = np.exp(scores[t] - m)
+            scores[t] = e
+            tot += e
+        o = out[h * hd:(h + 1) * hd]
+        for j in range(hd):
+            o[j] = 0.0
+        for t in range(n):
+            s = (p - t) % cap
+            w = scores[t] / tot
+            for j in range(hd):
+                o[j] += w * v_cache[kvh, s, j]
+
+
+@njit(cache=True, nogil=True)
+def _program(P, kinds, rows, x, attn_norm, ffn_norm, q_norm, k_norm, out_norm, eps, n_heads,
+             n_kv_heads, cos, sin, pos, k_cache, v_cache, h, qkv, att, r, gu, act, y,
+             xq, xd, xs, xq2, xd2, xs2, scores, head, head_kind, logits, ctr):
+    """What every thread runs. x, h, r, y: [1, H]; gu [1, 2F], act [1, F]; xq/xd/xs quantized
+    activation of width H (or n_heads*hd), xq2/... of width F; scores [n_kv_heads, cap]."""
+    n_layers = attn_norm.shape[0]
+    H = x.shape[1]
+    ph = 0
+    for li in range(n_layers):
+        m = 4 * li
+        if _serial(ctr, ph):
+            if li == 0:
+                rmsnorm(x, attn_norm[li], eps, h)
+            else:
+                add_rmsnorm(x, r, attn_norm[li], eps, h)
+            quantize_act(h[0], xq[:H], xd[:H // 32], xs[:H // 32])
+            _done(ctr, ph)
+        _wait(ctr, ph, 1)
+        ph += 1
+        _product(ctr, ph, kinds[m], P[m], rows[m], xq[:H], xd[:H // 32], xs[:H // 32], qkv)
+        ph += 1
+        while True:
+            u = atomic_add(ctr, 2 * ph, 1)
+            if u >= n_kv_heads:
+                break
+            _attend_kv_head(qkv, u, n_heads, n_kv_heads, q_norm[li], k_norm[li], eps, cos[pos], sin[pos],
+                            pos, k_cache[li], v_cache[li], att, scores[u])
+            _done(ctr, ph)
+        _wait(ctr, ph, n_kv_heads)
+        ph += 1
+        A = att.shape[0]
+        if _serial(ctr, ph):
+            quantize_act(att, xq[:A], xd[:A // 32], xs[:A // 32])
+            _done(ctr, ph)
+        _wait(ctr, ph, 1)
+        ph += 1
+        _product(ctr, ph, kinds[m + 1], P[m + 1], rows[m + 1], xq[:A], xd[:A // 32], xs[:A // 32], r[0])
+        ph += 1
+        if _serial(ctr, ph):
+            add_rmsnorm(x, r, ffn_norm[li], eps, h)
+            quantize_act(h[0], xq[:H], xd[:H // 32], xs[:H // 32])
+            _done(ctr, ph)
+        _wait(ctr, ph, 1)
+        ph += 1
+        _product(ctr, ph, kinds[m + 2], P[m + 2], rows[m + 2], xq[:H], xd[:H // 32], xs[:H // 32], gu[0])
+        ph += 1
+        if _serial(ctr, ph):
+            silu_mul(gu, act)
+            quantize_act(act[0], xq2, xd2, xs2)
+            _done(ctr, ph)
+        _wait(ctr, ph, 1)
+        ph += 1
+        _product(ctr, ph, kinds[m + 3], P[m + 3], rows[m + 3], xq2, xd2, xs2, r[0])
+        ph += 1
+    if _serial(ctr, ph):
+        add_rmsnorm(x, r, out_norm, eps, y)
+        if head.size > 0:
+            quantize_act(y[0], xq[:H], xd[:H // 32], xs[:H // 32])
+        _done(ctr, ph)
+    _wait(ctr, ph, 1)
+    ph += 1
+    if head.size > 0:
+        _product(ctr, ph, head_kind, head, logits.shape[0], xq[:H], xd[:H // 32], xs[:H // 32], logits)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def decoder_step(n_threads, P, kinds, rows, x, attn_norm, ffn_norm, q_norm, k_norm, out_norm, eps,
+                 n_heads, n_kv_heads, cos, sin, pos, k_cache, v_cache, h, qkv, att, r, gu, act, y,
+                 xq, xd, xs, xq2, xd2, xs2, scores, head, head_kind, logits, ctr):
+    """One row x [1, H] at position pos through every layer (x updated in place), y = final
+    norm, logits = head . y when head (x8 bytes) is not empty. P: typed List of the layers'
+    x8 copies [qkv, o, gate|up, down] * n_layers with kinds / rows per entry. ctr: int64 work
+    array of 2 * (PHASES_PER_LAYER * n_layers + 2) counters."""
+    ctr[:] = 0
+    for t in prange(n_threads):
+        _program(P, kinds, rows, x, attn_norm, ffn_norm, q_norm, k_norm, out_norm, eps, n_heads,
+                 n_kv_heads, cos, sin, pos, k_cache, v_cache, h, qkv, att, r, gu, act, y,
+                 xq, xd, xs, xq2, xd2, xs2, scores, head, head_kind, logits, ctr)

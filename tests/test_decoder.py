@@ -1,0 +1,75 @@
+"""kernels/decoder.py: the one-region decoder step equals the per-op Stack.forward (+ head
+matvec) bit for bit, for quantized stacks of odd sizes (its numpy-level twin is that per-op path,
+whose kernels are checked against numpy in test_lm_kernels / test_matmul)."""
+import numpy as np
+import pytest
+
+from edgetts.kernels import decoder
+from edgetts.kernels.matmul import Matrix
+from edgetts.kvcache import KVCache
+from edgetts.models.config import StackConfig
+from edgetts.models.talker import Buffers, Stack
+from edgetts.weights import Tensor
+
+pytestmark = pytest.mark.skipif(not decoder.SUPPORTED, reason="x86 x8 kernels not available on this host")
+
+
+def make_view(rng, types, H, layers, nh, nkv, hd, ffn):
+    t = {}
+
+    def mat(name, rows, cols, dt):
+        m = Matrix.from_f32((rng.standard_normal((rows, cols)) / np.sqrt(cols)).astype(np.float32), dt)
+        t[name] = Tensor(name, dt, (rows, cols), m.data)
+
+    def vec(name, n):
+        t[name] = Tensor(name, "F32", (n,), (1 + 0.1 * rng.standard_normal(n)).astype(np.float32))
+
+    for i in range(layers):
+        p = f"s.blk.{i}."
+        dt = types[i % len(types)]
+        for s, n in (("attn_norm", H), ("ffn_norm", H), ("attn_q_norm", hd), ("attn_k_norm", hd)):
+            vec(p + s + ".weight", n)
+        mat(p + "attn_q.weight", nh * hd, H, dt)
+        mat(p + "attn_k.weight", nkv * hd, H, types[(i + 1) % len(types)])
+        mat(p + "attn_v.weight", nkv * hd, H, dt)
+        mat(p + "attn_output.weight", H, nh * hd, dt)
+        mat(p + "ffn_gate.weight", ffn, H, dt)
+        mat(p + "ffn_up.weight", ffn, H, dt)
+        mat(p + "ffn_down.weight", H, ffn, types[(i + 1) % len(types)])
+    vec("s.output_norm.weight", H)
+    return t
+
+
+@pytest.mark.parametrize("types,H,layers,nh,nkv,hd,ffn,cap", [
+    (("Q8_0",), 96, 2, 3, 1, 32, 160, 7),
+    (("Q4_0",), 64, 3, 4, 2, 32, 96, 20),
+    (("Q4_0", "Q8_0"), 128, 2, 6, 3, 64, 224, 5),
+])
+def test_step_equals_forward(types, H, layers, nh, nkv, hd, ffn, cap):
+    rng = np.random.default_rng(len(types) + H)
+    cfg = StackConfig(n_layers=layers, hidden=H, n_heads=nh, n_kv_heads=nkv, head_dim=hd, ffn=ffn, vocab=40,
+                      rope_theta=10000.0, eps=1e-6, max_pos=64)
+    st = Stack(make_view(rng, types, H, layers, nh, nkv, hd, ffn), "s", cfg, 4)
+    assert st._fused is not None
+    head = Matrix.from_f32(rng.standard_normal((40, H)).astype(np.float32), types[0])
+    c1, c2 = KVCache(layers, nkv, hd, cap), KVCache(layers, nkv, hd, cap)
+    b1, b2 = Buffers(cfg, 1), Buffers(cfg, 1)
+    l1, l2 = np.zeros(40, np.float32), np.zeros(40, np.float32)
+    for pos in range(cap + 4):  # past the capacity: the ring buffer wraps; past n_pos: tables grow
+        x = rng.standard_normal((1, H)).astype(np.float32)
+        x1, x2 = x.copy(), x.copy()
+        y1 = st.forward(x1, pos, c1, b1)[0].copy()
+        head.matvec(y1, l1)
+        y2 = st.step(x2, pos, c2, b2, head, l2)
+        np.testing.assert_array_equal(y1, y2)
+        np.testing.assert_array_equal(l1, l2)
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(c1.k, c2.k)
+        assert c2.pos == pos + 1
+
+
+def test_unsupported_stack_keeps_per_op_path():
+    rng = np.random.default_rng(1)
+    cfg = StackConfig(n_layers=1, hidden=32, n_heads=2, n_kv_heads=1, head_dim=16, ffn=40, vocab=8,
+                      rope_theta=10000.0, eps=1e-6, max_pos=8)
+    assert Stack(make_view(rng, ("F32",), 32, 1, 2, 1, 16, 40), "s", cfg, 8)._fused is None
