@@ -73,3 +73,24 @@ def test_unsupported_stack_keeps_per_op_path():
     cfg = StackConfig(n_layers=1, hidden=32, n_heads=2, n_kv_heads=1, head_dim=16, ffn=40, vocab=8,
                       rope_theta=10000.0, eps=1e-6, max_pos=8)
     assert Stack(make_view(rng, ("F32",), 32, 1, 2, 1, 16, 40), "s", cfg, 8)._fused is None
+
+
+@pytest.mark.parametrize("dt", ["Q8_0", "Q4_0"])
+def test_rows_one_by_one_equal_batched_forward(dt):
+    """The code predictor runs its 2-row prefill as two steps: same numbers as forward(2 rows)."""
+    rng = np.random.default_rng(7)
+    H, nh, nkv, hd, ffn = 64, 4, 2, 32, 96
+    cfg = StackConfig(n_layers=2, hidden=H, n_heads=nh, n_kv_heads=nkv, head_dim=hd, ffn=ffn, vocab=8,
+                      rope_theta=10000.0, eps=1e-6, max_pos=8)
+    st = Stack(make_view(rng, (dt,), H, 2, nh, nkv, hd, ffn), "s", cfg, 8)
+    assert st.fused
+    x = rng.standard_normal((2, H)).astype(np.float32)
+    c1, c2 = KVCache(2, nkv, hd, 4), KVCache(2, nkv, hd, 4)
+    x1, x2 = x.copy(), x.copy()
+    y1 = st.forward(x1, 0, c1, Buffers(cfg, 2))
+    b = Buffers(cfg, 1)
+    st.step(x2[0:1], 0, c2, b)
+    np.testing.assert_array_equal(b.y[0], y1[0])
+    st.step(x2[1:2], 1, c2, b)
+    np.testing.assert_array_equal(b.y[0], y1[1])
+    np.testing.assert_array_equal(c1.v, c2.v)

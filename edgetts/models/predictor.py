@@ -60,15 +60,17 @@ class Predictor:
         self.in2[0] = h_prev
         self.in2[1] = e_c0
         self._project(self.in2, self.x2)
-        y = self.stack.forward(self.x2, 0, cache, self.buf2)
-        last = y[1]
+        if self.stack.fused:  # two one-region steps: same numbers as the 2-row forward
+            self.stack.step(self.x2[0:1], 0, cache, self.buf1)
+            self.stack.step(self.x2[1:2], 1, cache, self.buf1, self.heads[0], self.logits)
+        else:
+            y = self.stack.forward(self.x2, 0, cache, self.buf2)
+            self.heads[0].matvec(y[1], self.logits)
         for j in range(self.groups - 1):
             if j > 0:
                 self.embd[j - 1].rows_f32(int(codes_out[j - 1]), self.in1[0])
                 self._project(self.in1, self.x1)
                 self.stack.step(self.x1, j + 1, cache, self.buf1, self.heads[j], self.logits)
-            else:
-                self.heads[j].matvec(last, self.logits)
             if logits_out is not None:
                 logits_out[j] = self.logits
             if greedy:

@@ -7,6 +7,7 @@ stored type). Single-row decode steps run on preallocated buffers and allocate n
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from ..kernels.activations_lm import add_bias, bias_silu, silu_mul
@@ -115,6 +116,11 @@ class Stack:
             ctr=np.zeros(2 * (decoder.PHASES_PER_LAYER * len(self.layers) + 2), np.int64),
             scores=None)
 
+    @property
+    def fused(self) -> bool:
+        """step() runs as one parallel region (kernels/decoder.py)."""
+        return self._fused is not None
+
     def step(self, x: np.ndarray, pos: int, cache, buf: Buffers, head: Matrix | None = None,
              logits: np.ndarray | None = None) -> np.ndarray:
         """One row x [1, hidden] at position pos (consumed) -> y [hidden] (normed); with head,
@@ -126,8 +132,6 @@ class Stack:
             if head is not None:
                 head.matvec(y, logits)
             return y
-        import numba
-
         if pos + 1 > self.cos.shape[0]:
             self.set_positions(max(2 * self.cos.shape[0], pos + 1))
         c = self.cfg
