@@ -10,6 +10,13 @@ import os as _os
 # (~70 us x ~430 parallel regions per frame) is fewer regions per frame. Must be set before the
 # OpenMP runtime loads (first parallel call); an explicit user setting wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# The LM and the codec launch numba kernels from two Python threads at once (streaming). numba's
+# fallback "workqueue" layer aborts the process on concurrent parallel launches; OpenMP and TBB
+# do not. An explicit NUMBA_THREADING_LAYER wins.
+if "NUMBA_THREADING_LAYER" not in _os.environ:
+    import numba as _numba
+
+    _numba.config.THREADING_LAYER = "threadsafe"
 
 __version__ = "0.1.0"
 

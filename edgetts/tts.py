@@ -123,6 +123,15 @@ class TTS:
     def codec_stream(self):
         return self.codec.stream()
 
+    def stream(self, text, **kw):
+        """float32 audio chunks while generating; same arguments as generate().
+
+        The LM runs in a producer thread and the codec decodes ready frames in the caller's
+        thread (edgetts.streaming.AudioStream); its `.timings` are filled once exhausted.
+        """
+        from .streaming import stream
+        return stream(self, text, **kw)
+
     # -- input handling --------------------------------------------------------------------------
     def _encode(self, what: str, s: str) -> list[int]:
         if self.tokenizer is None:
