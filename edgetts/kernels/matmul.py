@@ -25,6 +25,10 @@ then the 8 rows' quants) -- the same bytes reordered, so exactly the size of the
 made on the first product (or Matrix.prepare()), never for tables only used through rows_f32.
 It was ~20-45 % faster than reading the GGML rows in place (one linear stream, one scale load
 per 8 rows, constant offsets). The generic kernels read the GGML bytes in place.
+Memory: the x8 copy is the ONE resident copy of those rows. Once it exists, the source pages of a
+file-mapped matrix are released (madvise DONTNEED; they stay in the page cache) and concat_rows
+repacks each part straight into its row range (no concatenated copy); rows_f32 / to_f32 read
+the x8 bytes back (Matrix._plain_rows). self.data stays authoritative only for the last rows % 8.
 
 numba's cache does not notice edits to quant.py when a kernel here inlines its intrinsics:
 after changing quant.py, delete edgetts/kernels/__pycache__.
@@ -33,6 +37,9 @@ Thread safety: each Matrix owns its activation scratch, so two threads may call 
 DIFFERENT Matrix objects at once; calls on the same Matrix must not overlap.
 """
 from __future__ import annotations
+
+import ctypes
+import mmap
 
 import numpy as np
 from llvmlite import ir
@@ -495,6 +502,52 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return v
 
 
+# ------------------------------------------------------------ resident memory (one copy per matrix)
+_PAGE = mmap.PAGESIZE
+_MADV_DONTNEED = 4
+_libc = None
+
+
+def _file_backed(a: np.ndarray) -> bool:
+    """True when a's memory belongs to a read-only file mapping (np.memmap mode 'r'): its pages
+    can be dropped from the process and come back from the page cache on the next read."""
+    while a is not None:
+        if isinstance(a, np.memmap):
+            return getattr(a, "mode", None) == "r" and getattr(a, "_mmap", None) is not None
+        a = getattr(a, "base", None)
+        if isinstance(a, mmap.mmap):
+            return False  # anonymous / writable: MADV_DONTNEED would zero it
+    return False
+
+
+def release_pages(a: np.ndarray) -> int:
+    """Drop the whole pages under a read-only file-mapped array a from this process's resident
+    set (madvise MADV_DONTNEED on the page-aligned range inside it). The contents are unchanged: a
+    later read faults them back in from the page cache. No-op (0) for in-memory arrays. Returns
+    the bytes released."""
+    global _libc
+    if a.size == 0 or not _file_backed(a) or not a.flags.c_contiguous:
+        return 0
+    addr = a.__array_interface__["data"][0]
+    lo = -(-addr // _PAGE) * _PAGE
+    hi = (addr + a.nbytes) // _PAGE * _PAGE
+    if hi <= lo:
+        return 0
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    if _libc.madvise(lo, hi - lo, _MADV_DONTNEED) != 0:
+        return 0
+    return hi - lo
+
+
+def _lazy_zeros(shape, dtype) -> np.ndarray:
+    """Zero array on private anonymous pages: only the pages written (or read) become resident."""
+    n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    buf = mmap.mmap(-1, max(n, 1), flags=mmap.MAP_PRIVATE)
+    return np.frombuffer(buf, np.uint8, n).view(dtype).reshape(shape)
+
+
 class Matrix:
     """Weight matrix [rows=out, cols=in], stored type read in place (no dequantized copy)."""
 
@@ -527,19 +580,55 @@ class Matrix:
             self._xs = np.zeros(nb, np.int32)
             self._mv, self._mm, self._wants_x8 = QUANT_KERNELS[(dtype, KERNEL_ISA)]
             self._x8 = _EMPTY  # x8-layout copy for the x86 kernels, made on first use
+            self._drop_plain = False  # self.data is a private load-time copy: drop it for x8
 
     def __repr__(self) -> str:
         return f"Matrix({self.dtype}, {self.rows}x{self.cols})"
 
     def _packed(self) -> np.ndarray:
         if self._wants_x8 and self._x8 is _EMPTY and self.rows >= ROWS:
-            self._x8 = pack_x8(self.data, self.dtype)
+            self._keep_x8(pack_x8(self.data, self.dtype))
         return self._x8
+
+    def _keep_x8(self, x8: np.ndarray) -> None:
+        """Make x8 the ONE resident copy of the rows in full groups of 8: the file-mapped source
+        pages are released (they stay in the page cache); an in-memory plain copy made at load
+        (requantized types, _drop_plain) is replaced by lazily-zeroed pages holding only the
+        last rows % 8 (the kernels read those from self.data). Rows in x8 are read back
+        through _plain_rows; other in-memory matrices (from_f32) keep self.data whole."""
+        self._x8 = x8
+        r8 = x8.size // self.data.shape[1]
+        if _file_backed(self.data):
+            release_pages(self.data[:r8])
+        elif self._drop_plain:
+            data = _lazy_zeros(self.data.shape, np.uint8)
+            data[r8:] = self.data[r8:]
+            self.data = _readonly(data)
+            self._wd = self.data.view(np.uint16)
+
+    def _plain_rows(self, r0: int, r1: int) -> np.ndarray:
+        """GGML rows r0..r1 (uint8[r1 - r0, row_bytes]) of a quantized matrix: the rows in x8
+        un-interleaved into a new array, the others read from self.data."""
+        r8 = self._x8.size // self.data.shape[1]
+        if r0 >= r8 or r1 <= r0:
+            return self.data[r0:r1]
+        bpb = _BLOCK_BYTES[self.dtype]
+        qb, nb = bpb - 2, self.cols // QK
+        g0, g1 = r0 // ROWS, min(-(-r1 // ROWS), r8 // ROWS)
+        p = self._x8.reshape(-1, nb, ROWS * bpb)[g0:g1]
+        G = g1 - g0
+        out = np.empty((G, ROWS, nb, bpb), np.uint8)
+        out[..., :2] = p[:, :, :2 * ROWS].reshape(G, nb, ROWS, 2).transpose(0, 2, 1, 3)
+        out[..., 2:] = p[:, :, 2 * ROWS:].reshape(G, nb, ROWS, qb).transpose(0, 2, 1, 3)
+        out = out.reshape(G * ROWS, nb * bpb)
+        if r1 > r8:
+            out = np.concatenate([out, self.data[r8:r1]])
+        return out[r0 - g0 * ROWS: r1 - g0 * ROWS]
 
     def prepare(self) -> "Matrix":
         """Make the kernel-side copy now (x86 Q8_0/Q4_0: the x8 layout, same size as the
-        weights) instead of on the first product. Embedding tables used only through rows_f32
-        never need it."""
+        weights, which then replaces the plain rows as the one resident copy) instead of on the
+        first product. Embedding tables used only through rows_f32 never need it."""
         if self.dtype in _BLOCK_BYTES:
             self._packed()
         return self
@@ -562,7 +651,10 @@ class Matrix:
                 data = data.reshape(rows, cols)
             return cls(t.dtype, data, rows, cols)
         x = np.ascontiguousarray(t.numpy().reshape(rows, cols), dtype=np.float32)
-        return cls.from_f32(x, "Q8_0" if cols % QK == 0 else "F32")
+        m = cls.from_f32(x, "Q8_0" if cols % QK == 0 else "F32")
+        if m.dtype in _BLOCK_BYTES:
+            m._drop_plain = True
+        return m
 
     @classmethod
     def from_f32(cls, x: np.ndarray, dtype: str = "F32") -> "Matrix":
@@ -587,24 +679,52 @@ class Matrix:
     def concat_rows(cls, mats: list["Matrix"]) -> "Matrix":
         """Stack matrices of equal cols (fused q|k|v, gate|up) into one copy. Mixed types
         convert exactly: {Q4_0, Q8_0} -> Q8_0 (a Q4_0 block is a Q8_0 block with q - 8),
-        anything else mixed -> F32."""
+        anything else mixed -> F32.
+        Quantized results for the x86 kernels are prepared: each part is repacked straight into
+        its row range of the x8 copy (when every part but the last has rows % 8 == 0) and its
+        file pages released, so the product holds one resident copy and no concatenated one."""
         if not mats:
             raise ValueError("concat_rows: no matrices")
         cols = mats[0].cols
         if any(m.cols != cols for m in mats):
             raise ValueError(f"concat_rows: cols differ {[m.cols for m in mats]}")
         types = {m.dtype for m in mats}
+        rows = sum(m.rows for m in mats)
+
+        def plain(m):  # the part's GGML rows, in the stacked type
+            d = m._plain_rows(0, m.rows) if m.dtype in _BLOCK_BYTES else m.data
+            return d if m.dtype == dtype else _q4_0_as_q8_0(d)
+
         if len(types) == 1:
             dtype = mats[0].dtype
-            parts = [m.data for m in mats]
         elif types <= {"Q8_0", "Q4_0"}:
             dtype = "Q8_0"
-            parts = [m.data if m.dtype == "Q8_0" else _q4_0_as_q8_0(m.data) for m in mats]
         else:
             dtype = "F32"
-            parts = [m.to_f32() for m in mats]
-        data = np.concatenate(parts, axis=0)
-        return cls(dtype, data, sum(m.rows for m in mats), cols)
+            return cls(dtype, np.concatenate([m.to_f32() for m in mats], axis=0), rows, cols)
+        if dtype not in _BLOCK_BYTES:
+            return cls(dtype, np.concatenate([m.data for m in mats], axis=0), rows, cols)
+        if not (QUANT_KERNELS[(dtype, KERNEL_ISA)][2] and rows >= ROWS
+                and all(m.rows % ROWS == 0 for m in mats[:-1])):
+            out = cls(dtype, np.concatenate([plain(m) for m in mats], axis=0), rows, cols)
+            out._drop_plain = True
+            return out.prepare()
+        bpb = _BLOCK_BYTES[dtype]
+        rb = cols // QK * bpb
+        x8 = np.empty(rows // ROWS * ROWS * rb, np.uint8)
+        data = _lazy_zeros((rows, rb), np.uint8)  # only the last rows % 8 are written
+        r0 = 0
+        for m in mats:
+            part, k = plain(m), m.rows // ROWS * ROWS
+            if k:
+                repack_x8(part, bpb, x8[r0 * rb:(r0 + k) * rb])
+            data[r0 + k:r0 + m.rows] = part[k:]
+            release_pages(m.data)
+            r0 += m.rows
+        out = cls(dtype, data, rows, cols)
+        x8.flags.writeable = False
+        out._x8 = x8
+        return out
 
     # ------------------------------------------------------------------ products
     def matvec(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -675,9 +795,9 @@ class Matrix:
         elif dt == "BF16":
             dequantize_bf16_rows(self.data, r0, r1, out)
         elif dt == "Q8_0":
-            _dequantize_q8_0_range(self.data, r0, r1, out)
+            _dequantize_q8_0_range(self._plain_rows(r0, r1), 0, r1 - r0, out)
         else:
-            _dequantize_q4_0_range(self.data, r0, r1, out)
+            _dequantize_q4_0_range(self._plain_rows(r0, r1), 0, r1 - r0, out)
 
     def rows_f32(self, idx: int, out: np.ndarray) -> np.ndarray:
         """Row idx as float32 into out[cols] (embedding lookup). Exact."""
@@ -694,9 +814,9 @@ class Matrix:
         elif dt == "BF16":
             out.view(np.uint32)[:] = self.data[idx].astype(np.uint32) << 16
         elif dt == "Q8_0":
-            dequantize_q8_0_rows(self.data, idx, idx + 1, out.reshape(1, -1))
+            dequantize_q8_0_rows(self._plain_rows(idx, idx + 1), 0, 1, out.reshape(1, -1))
         else:
-            dequantize_q4_0_rows(self.data, idx, idx + 1, out.reshape(1, -1))
+            dequantize_q4_0_rows(self._plain_rows(idx, idx + 1), 0, 1, out.reshape(1, -1))
         return out
 
     def to_f32(self) -> np.ndarray:
@@ -704,9 +824,9 @@ class Matrix:
         out = np.empty((self.rows, self.cols), np.float32)
         dt = self.dtype
         if dt == "Q8_0":
-            dequantize_q8_0_par(self.data, out)
+            dequantize_q8_0_par(self._plain_rows(0, self.rows), out)
         elif dt == "Q4_0":
-            dequantize_q4_0_par(self.data, out)
+            dequantize_q4_0_par(self._plain_rows(0, self.rows), out)
         else:
             self._dequantize_range(0, self.rows, out)
         return out

@@ -39,6 +39,7 @@ from ..errors import EdgeTTSError
 from ..gguf.names import GGUFView
 from ..kernels import codec_attn as ka
 from ..kernels import conv as kc
+from ..kernels.matmul import release_pages
 from ..kernels import snake as ks
 
 SNAKE_EPS = 1e-9
@@ -386,8 +387,13 @@ class CodecDecoder:
                 return np.asarray(t.data, np.float32).reshape(t.shape)
             if t.dtype == "F16":
                 h = np.asarray(t.data, np.float16).reshape(t.shape)
-                return h if big and keep_f16 else _f32(h)
-            return np.ascontiguousarray(t.numpy(), np.float32)
+                if big and keep_f16:
+                    return h
+                w = _f32(h)
+            else:
+                w = np.ascontiguousarray(t.numpy(), np.float32)
+            release_pages(np.asarray(t.data))  # the widened copy is the resident one now
+            return w
         return get
 
     def _check(self):
