@@ -6,12 +6,12 @@ default, see edgetts/__init__.py) every region pays a worker wake-up; the code p
 ran ~315 regions per frame. Here the step is a fixed program of phases run by every thread of
 one `prange(n_threads)` region:
 
-    per layer: [norm + quantize] [qkv rows] [attention per kv head] [quantize] [o rows]
-               [add + norm + quantize] [gate|up rows] [silu*up + quantize] [down rows]
+    per layer: [qkv rows] [attention per kv head] [o rows] [gate|up rows + SwiGLU] [down rows]
 
-A phase is a list of units (row chunks of a product, kv heads, or one serial unit). Threads claim
-units from an atomic counter and count finished ones in a second counter; nobody enters the next
-phase before every unit of this one is finished. No thread waits for a *particular* other
+A phase is a list of units (row chunks of a product, kv heads). Threads claim units from an
+atomic counter and count finished ones in a second counter; the thread finishing the last unit
+runs the phase's short serial tail (residual add + RMSNorm + int8 quantization of the next
+product's input) and releases the phase; nobody enters the next phase before that. No thread waits for a *particular* other
 thread: if a worker starts late (passive wake-up) or never, the threads present do all units, so
 the program cannot deadlock whatever the runtime does with the iterations. Waiting spins with
 `pause` for a short while, then yields the core (sched_yield) -- the codec thread may need it.
@@ -37,8 +37,8 @@ KIND_Q8_0, KIND_Q4_0 = 0, 1
 KINDS = {"Q8_0": KIND_Q8_0, "Q4_0": KIND_Q4_0}
 SUPPORTED = KERNEL_ISA in ("vnni", "avx2")
 CHUNK = 64            # rows per claimed unit of a product (multiple of ROWS)
-SPINS = 4000          # pause-spins before a waiting thread starts yielding its core
-PHASES_PER_LAYER = 9
+SPINS = 0  # pause-spins before a waiting thread starts yielding its core
+PHASES_PER_LAYER = 5
 
 _R8Q8 = rows8_q8_0_vnni if KERNEL_ISA == "vnni" else rows8_q8_0_avx2
 _R8Q4 = rows8_q4_0_vnni if KERNEL_ISA == "vnni" else rows8_q4_0_avx2
@@ -99,27 +99,37 @@ def sched_yield(typingctx):
     return types.none(), codegen
 
 
+# A phase's counters: ctr[3ph] units claimed, ctr[3ph+1] units finished, ctr[3ph+2] released
+# (the thread finishing the last unit runs the phase's serial tail, then releases it).
 @njit(cache=True, nogil=True)
-def _wait(ctr, ph, n):
-    """Until n units of phase ph are finished."""
+def _claim(ctr, ph, n):
+    """Next unclaimed unit of phase ph (n units), or -1."""
+    u = atomic_add(ctr, 3 * ph, 1)
+    return u if u < n else -1
+
+
+@njit(cache=True, nogil=True)
+def _finish(ctr, ph, n):
+    """Count one finished unit; True for the thread that finished the last one."""
+    return atomic_add(ctr, 3 * ph + 1, 1) == n - 1
+
+
+@njit(cache=True, nogil=True)
+def _release(ctr, ph):
+    atomic_add(ctr, 3 * ph + 2, 1)
+
+
+@njit(cache=True, nogil=True)
+def _wait(ctr, ph):
+    """Until phase ph is released (ctr[-1]: pause-spins before yielding the core)."""
     spins = 0
-    while atomic_load(ctr, 2 * ph + 1) < n:
-        if spins < SPINS:
+    limit = ctr[ctr.shape[0] - 1]
+    while atomic_load(ctr, 3 * ph + 2) == 0:
+        if spins < limit:
             cpu_pause()
             spins += 1
         else:
             sched_yield()
-
-
-@njit(cache=True, nogil=True)
-def _serial(ctr, ph):
-    """True for the one thread that should run the single unit of phase ph."""
-    return atomic_add(ctr, 2 * ph, 1) == 0
-
-
-@njit(cache=True, nogil=True)
-def _done(ctr, ph):
-    atomic_add(ctr, 2 * ph + 1, 1)
 
 
 # ----------------------------------------------------------------------------- phases
@@ -136,16 +146,49 @@ def _rows(kind, p, nb, xq, xd, xs, out, r0, r1):
 
 @njit(cache=True, nogil=True)
 def _product(ctr, ph, kind, p, rows, xq, xd, xs, out):
-    """Phase ph: out[rows] = W . x, in claimed chunks of CHUNK rows."""
+    """Units of phase ph: out[rows] = W . x in claimed chunks of ctr[-2] rows. True for the
+    thread that finished the last unit (it runs the tail and releases the phase)."""
     nb = xd.shape[0]
-    n = (rows + CHUNK - 1) // CHUNK
+    chunk = ctr[ctr.shape[0] - 2]
+    n = (rows + chunk - 1) // chunk
+    last = False
     while True:
-        u = atomic_add(ctr, 2 * ph, 1)
-        if u >= n:
+        u = _claim(ctr, ph, n)
+        if u < 0:
             break
-        _rows(kind, p, nb, xq, xd, xs, out, u * CHUNK, min(rows, (u + 1) * CHUNK))
-        _done(ctr, ph)
-    _wait(ctr, ph, n)
+        _rows(kind, p, nb, xq, xd, xs, out, u * chunk, min(rows, (u + 1) * chunk))
+        last = _finish(ctr, ph, n) or last
+    return last
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def _silu_mul_range(gu, m, a, b, out):
+    """silu_mul(gu, out) for columns a..b of row 0 (same expression)."""
+    for j in range(a, b):
+        g = gu[0, j]
+        out[0, j] = g / (np.float32(1.0) + np.exp(-g)) * gu[0, m + j]
+
+
+@njit(cache=True, nogil=True)
+def _swiglu(ctr, ph, kind, p, xq, xd, xs, gu, act, aq, ad, as_):
+    """Units of phase ph: for a range of ffn columns j, gate rows j and up rows F + j of
+    W_gate|up . x, act[j] = silu(gate) * up, and act's int8 blocks there (the down input)."""
+    nb = xd.shape[0]
+    F = act.shape[1]
+    chunk = max(ctr[ctr.shape[0] - 2] // 2 // 32 * 32, 32)
+    n = (F + chunk - 1) // chunk
+    last = False
+    while True:
+        u = _claim(ctr, ph, n)
+        if u < 0:
+            break
+        a, b = u * chunk, min(F, (u + 1) * chunk)
+        _rows(kind, p, nb, xq, xd, xs, gu[0], a, b)
+        _rows(kind, p, nb, xq, xd, xs, gu[0], F + a, F + b)
+        _silu_mul_range(gu, F, a, b, act)
+        quantize_act(act[0, a:b], aq[a:b], ad[a // 32:b // 32], as_[a // 32:b // 32])
+        last = _finish(ctr, ph, n) or last
+    return last
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract", "nsz"})
@@ -200,65 +243,73 @@ def _program(P, kinds, rows, x, attn_norm, ffn_norm, q_norm, k_norm, out_norm, e
              n_kv_heads, cos, sin, pos, k_cache, v_cache, h, qkv, att, r, gu, act, y,
              xq, xd, xs, xq2, xd2, xs2, scores, head, head_kind, logits, ctr):
     """What every thread runs. x, h, r, y: [1, H]; gu [1, 2F], act [1, F]; xq/xd/xs quantized
-    activation of width H (or n_heads*hd), xq2/... of width F; scores [n_kv_heads, cap]."""
+    activation of width H (or n_heads*hd), xq2/... of width F; scores [n_kv_heads, cap].
+    Per layer 5 phases: qkv | attention (tail: quantize att) | o (tail: residual + ffn norm +
+    quantize) | gate|up + SwiGLU + quantize | down (tail: residual + next norm + quantize)."""
     n_layers = attn_norm.shape[0]
     H = x.shape[1]
+    A = att.shape[0]
     ph = 0
+    if _claim(ctr, ph, 1) == 0:
+        rmsnorm(x, attn_norm[0], eps, h)
+        quantize_act(h[0], xq[:H], xd[:H // 32], xs[:H // 32])
+        _release(ctr, ph)
+    _wait(ctr, ph)
+    ph += 1
     for li in range(n_layers):
         m = 4 * li
-        if _serial(ctr, ph):
-            if li == 0:
-                rmsnorm(x, attn_norm[li], eps, h)
-            else:
-                add_rmsnorm(x, r, attn_norm[li], eps, h)
-            quantize_act(h[0], xq[:H], xd[:H // 32], xs[:H // 32])
-            _done(ctr, ph)
-        _wait(ctr, ph, 1)
+        if _product(ctr, ph, kinds[m], P[m], rows[m], xq[:H], xd[:H // 32], xs[:H // 32], qkv):
+            _release(ctr, ph)
+        _wait(ctr, ph)
         ph += 1
-        _product(ctr, ph, kinds[m], P[m], rows[m], xq[:H], xd[:H // 32], xs[:H // 32], qkv)
-        ph += 1
+        last = False
         while True:
-            u = atomic_add(ctr, 2 * ph, 1)
-            if u >= n_kv_heads:
+            u = _claim(ctr, ph, n_kv_heads)
+            if u < 0:
                 break
             _attend_kv_head(qkv, u, n_heads, n_kv_heads, q_norm[li], k_norm[li], eps, cos[pos], sin[pos],
                             pos, k_cache[li], v_cache[li], att, scores[u])
-            _done(ctr, ph)
-        _wait(ctr, ph, n_kv_heads)
-        ph += 1
-        A = att.shape[0]
-        if _serial(ctr, ph):
+            last = _finish(ctr, ph, n_kv_heads) or last
+        if last:
             quantize_act(att, xq[:A], xd[:A // 32], xs[:A // 32])
-            _done(ctr, ph)
-        _wait(ctr, ph, 1)
+            _release(ctr, ph)
+        _wait(ctr, ph)
         ph += 1
-        _product(ctr, ph, kinds[m + 1], P[m + 1], rows[m + 1], xq[:A], xd[:A // 32], xs[:A // 32], r[0])
-        ph += 1
-        if _serial(ctr, ph):
+        if _product(ctr, ph, kinds[m + 1], P[m + 1], rows[m + 1], xq[:A], xd[:A // 32], xs[:A // 32], r[0]):
             add_rmsnorm(x, r, ffn_norm[li], eps, h)
             quantize_act(h[0], xq[:H], xd[:H // 32], xs[:H // 32])
-            _done(ctr, ph)
-        _wait(ctr, ph, 1)
+            _release(ctr, ph)
+        _wait(ctr, ph)
         ph += 1
-        _product(ctr, ph, kinds[m + 2], P[m + 2], rows[m + 2], xq[:H], xd[:H // 32], xs[:H // 32], gu[0])
+        if _swiglu(ctr, ph, kinds[m + 2], P[m + 2], xq[:H], xd[:H // 32], xs[:H // 32], gu, act, xq2, xd2, xs2):
+            _release(ctr, ph)
+        _wait(ctr, ph)
         ph += 1
-        if _serial(ctr, ph):
-            silu_mul(gu, act)
-            quantize_act(act[0], xq2, xd2, xs2)
-            _done(ctr, ph)
-        _wait(ctr, ph, 1)
+        if _product(ctr, ph, kinds[m + 3], P[m + 3], rows[m + 3], xq2, xd2, xs2, r[0]):
+            if li + 1 < n_layers:
+                add_rmsnorm(x, r, attn_norm[li + 1], eps, h)
+                quantize_act(h[0], xq[:H], xd[:H // 32], xs[:H // 32])
+            else:
+                add_rmsnorm(x, r, out_norm, eps, y)
+                if head.size > 0:
+                    quantize_act(y[0], xq[:H], xd[:H // 32], xs[:H // 32])
+            _release(ctr, ph)
+        _wait(ctr, ph)
         ph += 1
-        _product(ctr, ph, kinds[m + 3], P[m + 3], rows[m + 3], xq2, xd2, xs2, r[0])
-        ph += 1
-    if _serial(ctr, ph):
-        add_rmsnorm(x, r, out_norm, eps, y)
-        if head.size > 0:
-            quantize_act(y[0], xq[:H], xd[:H // 32], xs[:H // 32])
-        _done(ctr, ph)
-    _wait(ctr, ph, 1)
-    ph += 1
     if head.size > 0:
-        _product(ctr, ph, head_kind, head, logits.shape[0], xq[:H], xd[:H // 32], xs[:H // 32], logits)
+        if _product(ctr, ph, head_kind, head, logits.shape[0], xq[:H], xd[:H // 32], xs[:H // 32], logits):
+            _release(ctr, ph)
+        _wait(ctr, ph)
+
+
+def counters(n_layers: int, chunk: int = CHUNK, spins: int = SPINS) -> np.ndarray:
+    """The ctr work array of decoder_step: 3 counters per phase, then rows per claimed unit of
+    a product (a multiple of 64) and pause-spins before a waiting thread yields."""
+    if chunk % 64:
+        raise ValueError("chunk must be a multiple of 64")
+    ctr = np.zeros(3 * (PHASES_PER_LAYER * n_layers + 2) + 2, np.int64)
+    ctr[-2], ctr[-1] = chunk, spins
+    return ctr
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -268,8 +319,8 @@ def decoder_step(n_threads, P, kinds, rows, x, attn_norm, ffn_norm, q_norm, k_no
     """One row x [1, H] at position pos through every layer (x updated in place), y = final
     norm, logits = head . y when head (x8 bytes) is not empty. P: typed List of the layers'
     x8 copies [qkv, o, gate|up, down] * n_layers with kinds / rows per entry. ctr: int64 work
-    array of 2 * (PHASES_PER_LAYER * n_layers + 2) counters."""
-    ctr[:] = 0
+    array from counters(n_layers)."""
+    ctr[:ctr.shape[0] - 2] = 0
     for t in prange(n_threads):
         _program(P, kinds, rows, x, attn_norm, ffn_norm, q_norm, k_norm, out_norm, eps, n_heads,
                  n_kv_heads, cos, sin, pos, k_cache, v_cache, h, qkv, att, r, gu, act, y,

@@ -113,7 +113,7 @@ class Stack:
             xq=np.zeros(W, np.int8), xd=np.zeros(W // 32, np.float32), xs=np.zeros(W // 32, np.int32),
             xq2=np.zeros(c.ffn, np.int8), xd2=np.zeros(c.ffn // 32, np.float32),
             xs2=np.zeros(c.ffn // 32, np.int32),
-            ctr=np.zeros(2 * (decoder.PHASES_PER_LAYER * len(self.layers) + 2), np.int64),
+            ctr=decoder.counters(len(self.layers)),
             scores=None)
 
     @property
