@@ -223,6 +223,8 @@ def _snake_params(alpha: np.ndarray, beta: np.ndarray):
 class _Conv:
     """Causal conv, stride 1: weights [k*Cin, Cout], bias [Cout], left context (k-1)*d rows."""
 
+    TILE_FLOATS = 1 << 21  # im2col floats (8 MB) above which run() works in row tiles
+
     def __init__(self, w_torch, bias, dilation=1):
         self.cout, self.cin, self.k = w_torch.shape
         self.d = dilation
@@ -246,9 +248,25 @@ class _Conv:
         st[:] = buf[n:]
         if self.k == 1:
             return rows.gemm(buf, self.w)
-        cols = np.empty((n, self.k * self.cin), np.float32)
-        rows(kc.im2col, cols, buf, self.k, self.d, rows=(0,), extra=self.ctx)
-        return rows.gemm(cols, self.w)
+        K = self.k * self.cin
+        if n * K <= self.TILE_FLOATS:
+            cols = np.empty((n, K), np.float32)
+            rows(kc.im2col, cols, buf, self.k, self.d, rows=(0,), extra=self.ctx)
+            return rows.gemm(cols, self.w)
+        # long inputs (the final conv: every output sample): im2col + GEMM in row tiles, each
+        # thread on its own rows, instead of one [n, k*Cin] im2col (82 MB per 16 frames there)
+        out = np.empty((n, self.cout), np.float32)
+        tile = max(16, self.TILE_FLOATS // K)
+
+        def part(r0, r1):
+            cols = np.empty((min(tile, r1 - r0), K), np.float32)
+            for t0 in range(r0, r1, tile):
+                t1 = min(r1, t0 + tile)
+                cc = cols[: t1 - t0]
+                kc.im2col(cc, buf[t0: t1 + self.ctx], self.k, self.d)
+                kc.matmul(cc, self.w, out[t0:t1])
+        rows.par(part, n)
+        return out
 
 
 class _TransConv:
@@ -603,6 +621,7 @@ class CodecStream:
     # since every GEMM call re-packs the weights (tiling block 0 costs +40 %).
     TILE_FLOATS = 1 << 18
     SMALL_W = 1 << 17
+    WIDE_TILE_FLOATS = 1 << 21  # wide units: im2col tiles of at most 8 MB (memory; 1 weight pack each)
 
     @classmethod
     def _unit_rows(cls, u, w1, w2, buf, y, r0, r1):
@@ -610,7 +629,7 @@ class CodecStream:
         c1, c2 = u["conv1"], u["conv2"]
         a2, ib2 = u["act2"]
         K = c1.k * c1.cin
-        tile = max(16, cls.TILE_FLOATS // K) if K * c1.cout <= cls.SMALL_W else max(r1 - r0, 1)
+        tile = max(16, (cls.TILE_FLOATS if K * c1.cout <= cls.SMALL_W else cls.WIDE_TILE_FLOATS) // K)
         cols = np.empty((min(tile, max(r1 - r0, 0)), K), np.float32)
         for t0 in range(r0, r1, tile):
             t1 = min(r1, t0 + tile)
