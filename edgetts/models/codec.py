@@ -199,9 +199,16 @@ class _Rows:
         else:
             blocks = N // 64
 
+            a2 = a
+            if M == 1:  # as kc.matmul: one row is the first row of a 2-row sgemm
+                a2 = np.zeros((2, K), np.float32)
+                a2[0] = a[0]
+
             def cols(b0, b1):
                 c0, c1 = b0 * 64, (N if b1 == blocks else b1 * 64)
-                out[:, c0:c1] = kc.matmul(a, w[:, c0:c1])
+                # np.matmul reads the column slice in place (ldb = N); np.dot (kc.matmul) would
+                # copy it: the whole weight matrix per call across the threads
+                out[:, c0:c1] = np.matmul(a2, w[:, c0:c1])[:M]
             self.par(cols, blocks)
         return out
 
