@@ -14,7 +14,7 @@ from edgetts.weights import Tensor
 pytestmark = pytest.mark.skipif(not decoder.SUPPORTED, reason="x86 x8 kernels not available on this host")
 
 
-def make_view(rng, types, H, layers, nh, nkv, hd, ffn):
+def make_view(rng, types, H, layers, nh, nkv, hd, ffn, prefix="s"):
     t = {}
 
     def mat(name, rows, cols, dt):
@@ -25,7 +25,7 @@ def make_view(rng, types, H, layers, nh, nkv, hd, ffn):
         t[name] = Tensor(name, "F32", (n,), (1 + 0.1 * rng.standard_normal(n)).astype(np.float32))
 
     for i in range(layers):
-        p = f"s.blk.{i}."
+        p = f"{prefix}.blk.{i}."
         dt = types[i % len(types)]
         for s, n in (("attn_norm", H), ("ffn_norm", H), ("attn_q_norm", hd), ("attn_k_norm", hd)):
             vec(p + s + ".weight", n)
@@ -36,7 +36,7 @@ def make_view(rng, types, H, layers, nh, nkv, hd, ffn):
         mat(p + "ffn_gate.weight", ffn, H, dt)
         mat(p + "ffn_up.weight", ffn, H, dt)
         mat(p + "ffn_down.weight", H, ffn, types[(i + 1) % len(types)])
-    vec("s.output_norm.weight", H)
+    vec(f"{prefix}.output_norm.weight", H)
     return t
 
 
@@ -94,3 +94,40 @@ def test_rows_one_by_one_equal_batched_forward(dt):
     st.step(x2[1:2], 1, c2, b)
     np.testing.assert_array_equal(b.y[0], y1[1])
     np.testing.assert_array_equal(c1.v, c2.v)
+
+
+@pytest.mark.parametrize("dt,greedy", [("Q8_0", True), ("Q4_0", False), ("Q8_0", False)])
+def test_predictor_frame_in_one_region_equals_steps(dt, greedy):
+    """Predictor.frame through decoder.predictor_frame (sampling and embedding inside the region)
+    gives the codes and logits of the step-by-step frame, with the same random draws."""
+    from types import SimpleNamespace
+
+    from edgetts.models.predictor import Predictor
+
+    rng = np.random.default_rng(11)
+    H, nh, nkv, hd, ffn, V, G = 64, 4, 2, 32, 96, 48, 6
+    view = make_view(rng, (dt,), H, 2, nh, nkv, hd, ffn, prefix="code_pred")
+    for j in range(G - 1):
+        for name in (f"code_pred.codec_embd.{j}.weight", f"code_pred.lm_head.{j}.weight"):
+            m = Matrix.from_f32((2 * rng.standard_normal((V, H))).astype(np.float32), dt)
+            view[name] = Tensor(name, dt, (V, H), m.data)
+    sc = StackConfig(n_layers=2, hidden=H, n_heads=nh, n_kv_heads=nkv, head_dim=hd, ffn=ffn, vocab=V,
+                     rope_theta=10000.0, eps=1e-6, max_pos=G)
+    pr = Predictor(view, SimpleNamespace(predictor=sc, num_code_groups=G, talker=SimpleNamespace(hidden=H)))
+    assert pr._frame is not None
+    ff = pr._frame
+    for f in range(3):
+        h_prev, e0 = rng.standard_normal(H).astype(np.float32), rng.standard_normal(H).astype(np.float32)
+        out = []
+        for fused in (True, False):
+            pr._frame = ff if fused else None
+            codes, logits = np.zeros(G - 1, np.int64), np.zeros((G - 1, V), np.float32)
+            pr.frame(h_prev, e0, codes, greedy, 0.9, 10, 0.95, np.random.default_rng(f), logits_out=logits)
+            out.append((codes, logits))
+        np.testing.assert_array_equal(out[0][0], out[1][0])
+        np.testing.assert_array_equal(out[0][1], out[1][1])
+        forced = (np.arange(G - 1) * 7) % V
+        pr._frame = ff
+        codes = np.zeros(G - 1, np.int64)
+        pr.frame(h_prev, e0, codes, greedy, 0.9, 10, 0.95, np.random.default_rng(f), forced=forced)
+        np.testing.assert_array_equal(codes, forced)

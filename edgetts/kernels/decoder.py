@@ -31,12 +31,14 @@ from .activations_lm import silu_mul
 from .attention import _head_rmsnorm_rope
 from .matmul import ROWS, rows8_q4_0_avx2, rows8_q4_0_vnni, rows8_q8_0_avx2, rows8_q8_0_vnni
 from .norm import add_rmsnorm, rmsnorm
-from .quant import KERNEL_ISA, Q4_0_BYTES, Q8_0_BYTES, quantize_act
+from .quant import (KERNEL_ISA, Q4_0_BYTES, Q8_0_BYTES, dequantize_q4_0_rows, dequantize_q8_0_rows,
+                    quantize_act)
+from .sampling import argmax, sample
 
 KIND_Q8_0, KIND_Q4_0 = 0, 1
 KINDS = {"Q8_0": KIND_Q8_0, "Q4_0": KIND_Q4_0}
 SUPPORTED = KERNEL_ISA in ("vnni", "avx2")
-CHUNK = 64            # rows per claimed unit of a product (multiple of ROWS)
+CHUNK = 128           # rows per claimed unit of a product (multiple of ROWS)
 SPINS = 0  # pause-spins before a waiting thread starts yielding its core
 PHASES_PER_LAYER = 5
 
@@ -239,23 +241,17 @@ def _attend_kv_head(qkv, kvh, n_heads, n_kv_heads, q_norm, k_norm, eps, cos_p, s
 
 
 @njit(cache=True, nogil=True)
-def _program(P, kinds, rows, x, attn_norm, ffn_norm, q_norm, k_norm, out_norm, eps, n_heads,
-             n_kv_heads, cos, sin, pos, k_cache, v_cache, h, qkv, att, r, gu, act, y,
-             xq, xd, xs, xq2, xd2, xs2, scores, head, head_kind, logits, ctr):
-    """What every thread runs. x, h, r, y: [1, H]; gu [1, 2F], act [1, F]; xq/xd/xs quantized
-    activation of width H (or n_heads*hd), xq2/... of width F; scores [n_kv_heads, cap].
+def _layers(ph, P, kinds, rows, x, attn_norm, ffn_norm, q_norm, k_norm, out_norm, eps, n_heads,
+            n_kv_heads, cos, sin, pos, k_cache, v_cache, h, qkv, att, r, gu, act, y,
+            xq, xd, xs, xq2, xd2, xs2, scores, quantize_y, ctr):
+    """Every layer for one row at pos, from phase ph (layer 0's input already normed into h and
+    quantized into xq); the last tail leaves y = final norm (quantized into xq when quantize_y).
     Per layer 5 phases: qkv | attention (tail: quantize att) | o (tail: residual + ffn norm +
-    quantize) | gate|up + SwiGLU + quantize | down (tail: residual + next norm + quantize)."""
+    quantize) | gate|up + SwiGLU + quantize | down (tail: residual + next norm + quantize).
+    Returns the next phase."""
     n_layers = attn_norm.shape[0]
     H = x.shape[1]
     A = att.shape[0]
-    ph = 0
-    if _claim(ctr, ph, 1) == 0:
-        rmsnorm(x, attn_norm[0], eps, h)
-        quantize_act(h[0], xq[:H], xd[:H // 32], xs[:H // 32])
-        _release(ctr, ph)
-    _wait(ctr, ph)
-    ph += 1
     for li in range(n_layers):
         m = 4 * li
         if _product(ctr, ph, kinds[m], P[m], rows[m], xq[:H], xd[:H // 32], xs[:H // 32], qkv):
@@ -291,23 +287,114 @@ def _program(P, kinds, rows, x, attn_norm, ffn_norm, q_norm, k_norm, out_norm, e
                 quantize_act(h[0], xq[:H], xd[:H // 32], xs[:H // 32])
             else:
                 add_rmsnorm(x, r, out_norm, eps, y)
-                if head.size > 0:
+                if quantize_y:
                     quantize_act(y[0], xq[:H], xd[:H // 32], xs[:H // 32])
             _release(ctr, ph)
         _wait(ctr, ph)
         ph += 1
+    return ph
+
+
+@njit(cache=True, nogil=True)
+def _first_norm(x, attn_norm, eps, h, xq, xd, xs):
+    H = x.shape[1]
+    rmsnorm(x, attn_norm[0], eps, h)
+    quantize_act(h[0], xq[:H], xd[:H // 32], xs[:H // 32])
+
+
+@njit(cache=True, nogil=True)
+def _program(P, kinds, rows, x, attn_norm, ffn_norm, q_norm, k_norm, out_norm, eps, n_heads,
+             n_kv_heads, cos, sin, pos, k_cache, v_cache, h, qkv, att, r, gu, act, y,
+             xq, xd, xs, xq2, xd2, xs2, scores, head, head_kind, logits, ctr):
+    """What every thread of decoder_step runs. x, h, r, y: [1, H]; gu [1, 2F], act [1, F];
+    xq/xd/xs quantized activation of width max(H, n_heads*hd), xq2/... of width F;
+    scores [n_kv_heads, cap]."""
+    H = x.shape[1]
+    ph = 0
+    if _claim(ctr, ph, 1) == 0:
+        _first_norm(x, attn_norm, eps, h, xq, xd, xs)
+        _release(ctr, ph)
+    _wait(ctr, ph)
+    ph = _layers(ph + 1, P, kinds, rows, x, attn_norm, ffn_norm, q_norm, k_norm, out_norm, eps, n_heads,
+                 n_kv_heads, cos, sin, pos, k_cache, v_cache, h, qkv, att, r, gu, act, y,
+                 xq, xd, xs, xq2, xd2, xs2, scores, head.size > 0, ctr)
     if head.size > 0:
         if _product(ctr, ph, head_kind, head, logits.shape[0], xq[:H], xd[:H // 32], xs[:H // 32], logits):
             _release(ctr, ph)
         _wait(ctr, ph)
 
 
-def counters(n_layers: int, chunk: int = CHUNK, spins: int = SPINS) -> np.ndarray:
+@njit(cache=True, nogil=True)
+def _frame_program(P, kinds, rows, x_in, x, attn_norm, ffn_norm, q_norm, k_norm, out_norm, eps, n_heads,
+                   n_kv_heads, cos, sin, k_cache, v_cache, h, qkv, att, r, gu, act, y,
+                   xq, xd, xs, xq2, xd2, xs2, scores, heads, head_kinds, logits, embd, embd_kinds,
+                   us, greedy, temperature, top_k, top_p, work, codes_out, logits_out, forced, ctr):
+    """What every thread of predictor_frame runs: rows x_in[0], x_in[1] at positions 0, 1, then
+    one row per code; the head phase's tail picks the code and embeds it as the next row."""
+    H = x.shape[1]
+    ph = 0
+    for pos in range(2):
+        if _claim(ctr, ph, 1) == 0:
+            x[0] = x_in[pos]
+            _first_norm(x, attn_norm, eps, h, xq, xd, xs)
+            _release(ctr, ph)
+        _wait(ctr, ph)
+        if pos == 0:
+            ph = _layers(ph + 1, P, kinds, rows, x, attn_norm, ffn_norm, q_norm, k_norm, out_norm, eps,
+                         n_heads, n_kv_heads, cos, sin, 0, k_cache, v_cache, h, qkv, att, r, gu, act, y,
+                         xq, xd, xs, xq2, xd2, xs2, scores, False, ctr)
+    ph += 1
+    n_codes = head_kinds.shape[0]
+    for j in range(n_codes):
+        ph = _layers(ph, P, kinds, rows, x, attn_norm, ffn_norm, q_norm, k_norm, out_norm, eps,
+                     n_heads, n_kv_heads, cos, sin, j + 1, k_cache, v_cache, h, qkv, att, r, gu, act, y,
+                     xq, xd, xs, xq2, xd2, xs2, scores, True, ctr)
+        if _product(ctr, ph, head_kinds[j], heads[j], logits.shape[0], xq[:H], xd[:H // 32], xs[:H // 32],
+                    logits):
+            if logits_out.shape[0] > 0:
+                logits_out[j] = logits
+            if greedy:
+                c = argmax(logits)
+            else:
+                c = sample(logits, temperature, top_k, top_p, us[j], work)
+            if forced.shape[0] > 0:
+                c = forced[j]
+            codes_out[j] = c
+            if j + 1 < n_codes:
+                if embd_kinds[j] == KIND_Q8_0:
+                    dequantize_q8_0_rows(embd[j], c, c + 1, x)
+                else:
+                    dequantize_q4_0_rows(embd[j], c, c + 1, x)
+                _first_norm(x, attn_norm, eps, h, xq, xd, xs)
+            _release(ctr, ph)
+        _wait(ctr, ph)
+        ph += 1
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def predictor_frame(n_threads, P, kinds, rows, x_in, x, attn_norm, ffn_norm, q_norm, k_norm, out_norm, eps,
+                    n_heads, n_kv_heads, cos, sin, k_cache, v_cache, h, qkv, att, r, gu, act, y,
+                    xq, xd, xs, xq2, xd2, xs2, scores, heads, head_kinds, logits, embd, embd_kinds,
+                    us, greedy, temperature, top_k, top_p, work, codes_out, logits_out, forced, ctr):
+    """A whole code-predictor frame (spec/talker.md 5.3, no input projection) in ONE parallel
+    region: codes_out[j] for every head j; x_in [2, H] = [h_prev, E(c0)]; heads / embd: typed
+    Lists of the heads' x8 copies and the embedding tables' GGML rows (j -> input of step j+1);
+    us[j]: the uniform draw of code j; logits_out [n, V] (n = 0: not kept), forced [n] (n = 0:
+    none). ctr from counters(n_layers, n_codes + 1)."""
+    ctr[:ctr.shape[0] - 2] = 0
+    for t in prange(n_threads):
+        _frame_program(P, kinds, rows, x_in, x, attn_norm, ffn_norm, q_norm, k_norm, out_norm, eps, n_heads,
+                       n_kv_heads, cos, sin, k_cache, v_cache, h, qkv, att, r, gu, act, y,
+                       xq, xd, xs, xq2, xd2, xs2, scores, heads, head_kinds, logits, embd, embd_kinds,
+                       us, greedy, temperature, top_k, top_p, work, codes_out, logits_out, forced, ctr)
+
+
+def counters(n_layers: int, steps: int = 1, chunk: int = CHUNK, spins: int = SPINS) -> np.ndarray:
     """The ctr work array of decoder_step: 3 counters per phase, then rows per claimed unit of
     a product (a multiple of 64) and pause-spins before a waiting thread yields."""
     if chunk % 64:
         raise ValueError("chunk must be a multiple of 64")
-    ctr = np.zeros(3 * (PHASES_PER_LAYER * n_layers + 2) + 2, np.int64)
+    ctr = np.zeros(3 * steps * (PHASES_PER_LAYER * n_layers + 2) + 2, np.int64)
     ctr[-2], ctr[-1] = chunk, spins
     return ctr
 

@@ -7,8 +7,11 @@ bias) maps every input row to the predictor width, identity when absent.
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
+from numba import typed
 
+from ..kernels import decoder
 from ..kernels.activations_lm import add_bias
 from ..kernels.sampling import argmax, sample
 from ..kvcache import KVCache
@@ -38,6 +41,47 @@ class Predictor:
         self.x1 = np.zeros((1, c.hidden), np.float32)
         self.logits = np.zeros(c.vocab, np.float32)
         self.work = np.zeros(c.vocab, np.float32)
+        self._frame = self._frame_setup()
+
+    def _frame_setup(self):
+        """Inputs of kernels.decoder.predictor_frame (the whole frame in one parallel region):
+        a fused stack, no input projection, quantized heads and GGML-row embedding tables."""
+        st = self.stack
+        if not st.fused or self.proj is not None or self.groups < 2:
+            return None
+        if not all(st._x8_ok(m) for m in self.heads):
+            return None
+        if not all(e.dtype in decoder.KINDS and e._x8.size == 0 for e in self.embd):
+            return None
+        return dict(heads=typed.List([m.prepare()._x8 for m in self.heads]),
+                    head_kinds=np.array([decoder.KINDS[m.dtype] for m in self.heads], np.int64),
+                    embd=typed.List([e.data for e in self.embd]),
+                    embd_kinds=np.array([decoder.KINDS[e.dtype] for e in self.embd], np.int64),
+                    ctr=decoder.counters(len(st.layers), self.groups),
+                    no_us=np.zeros(self.groups - 1), no_forced=np.zeros(0, np.int64),
+                    no_logits=np.zeros((0, self.logits.shape[0]), np.float32))
+
+    def _frame_fused(self, codes_out, greedy, temperature, top_k, top_p, rng, logits_out, forced) -> bool:
+        ff = self._frame
+        G1 = self.groups - 1
+        if (ff is None or not self.stack.fused or codes_out.dtype != np.int64
+                or not codes_out.flags.c_contiguous):
+            return False
+        if logits_out is not None and not (logits_out.dtype == np.float32 and logits_out.flags.c_contiguous
+                                           and logits_out.shape == (G1, self.logits.shape[0])):
+            return False
+        st, f, c, b, cache = self.stack, self.stack._fused, self.stack.cfg, self.buf1, self.cache
+        us = ff["no_us"] if greedy else rng.random(G1)   # the draws frame() takes one by one
+        forced = ff["no_forced"] if forced is None else np.ascontiguousarray(forced, np.int64)
+        decoder.predictor_frame(
+            numba.get_num_threads(), f["P"], f["kinds"], f["rows"], self.x2, self.x1, f["attn_norm"],
+            f["ffn_norm"], f["q_norm"], f["k_norm"], st.out_norm, st.eps, c.n_heads, c.n_kv_heads, st.cos, st.sin,
+            cache.k, cache.v, b.h, b.qkv[0], b.att[0], b.r, b.gu, b.act, b.y, f["xq"], f["xd"], f["xs"],
+            f["xq2"], f["xd2"], f["xs2"], st.scores(cache), ff["heads"], ff["head_kinds"], self.logits,
+            ff["embd"], ff["embd_kinds"], us, bool(greedy), float(temperature), int(top_k), float(top_p),
+            self.work, codes_out, ff["no_logits"] if logits_out is None else logits_out, forced, ff["ctr"])
+        cache.pos = self.groups
+        return True
 
     def _project(self, src: np.ndarray, dst: np.ndarray) -> None:
         if self.proj is None:
@@ -60,6 +104,9 @@ class Predictor:
         self.in2[0] = h_prev
         self.in2[1] = e_c0
         self._project(self.in2, self.x2)
+        if self.groups + 1 <= self.stack.cos.shape[0] and self._frame_fused(
+                codes_out, greedy, temperature, top_k, top_p, rng, logits_out, forced):
+            return codes_out
         if self.stack.fused:  # two one-region steps: same numbers as the 2-row forward
             self.stack.step(self.x2[0:1], 0, cache, self.buf1)
             self.stack.step(self.x2[1:2], 1, cache, self.buf1, self.heads[0], self.logits)

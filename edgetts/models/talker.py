@@ -121,6 +121,13 @@ class Stack:
         """step() runs as one parallel region (kernels/decoder.py)."""
         return self._fused is not None
 
+    def scores(self, cache) -> np.ndarray:
+        """The fused path's attention work rows [n_kv_heads, cache capacity]."""
+        f = self._fused
+        if f["scores"] is None or f["scores"].shape[1] != cache.k.shape[2]:
+            f["scores"] = np.zeros((self.cfg.n_kv_heads, cache.k.shape[2]), np.float32)
+        return f["scores"]
+
     def step(self, x: np.ndarray, pos: int, cache, buf: Buffers, head: Matrix | None = None,
              logits: np.ndarray | None = None) -> np.ndarray:
         """One row x [1, hidden] at position pos (consumed) -> y [hidden] (normed); with head,
@@ -135,8 +142,7 @@ class Stack:
         if pos + 1 > self.cos.shape[0]:
             self.set_positions(max(2 * self.cos.shape[0], pos + 1))
         c = self.cfg
-        if f["scores"] is None or f["scores"].shape[1] != cache.k.shape[2]:
-            f["scores"] = np.zeros((c.n_kv_heads, cache.k.shape[2]), np.float32)
+        self.scores(cache)
         fused_head = head is not None and self._x8_ok(head)
         decoder.decoder_step(
             numba.get_num_threads(), f["P"], f["kinds"], f["rows"], x, f["attn_norm"], f["ffn_norm"],
