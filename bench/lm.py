@@ -1,6 +1,6 @@
 """LM-side speed: talker decode step (context ~100) and code-predictor frame, per weight type.
 
-    python bench/lm.py [--threads 2] [--types Q8_0,Q4_0] [--model PATH] [--ctx 100]
+    python bench/lm.py [--threads 2] [--types Q8_0,Q4_0] [--model PATH] [--ctx 100] [--per-op]
 
 Without --model: a full-size 0.6B-shaped talker + code predictor with random weights is built in
 process (sizes of spec/talker.md §1; the text-embedding table is cut to 4096 rows because only
@@ -12,6 +12,9 @@ Reported per type: ms per talker step (28 layers + codec head, KV context ~ctx) 
 code-predictor frame (2-row prefill + 14 steps, 15 heads, sampling), their sum, the bandwidth
 floor (weight bytes read per step or frame / read bandwidth measured in this run), and the
 official PyTorch figures measured on this machine (constants below). Prints JSON.
+Quantized x86 stacks run a talker step / a whole CP frame as ONE parallel region
+(edgetts/kernels/decoder.py); --per-op also times the per-op path (one region per product) in the
+same run, interleaved with the fused one, as "per_op" -- the A/B that survives a loaded machine.
 """
 from __future__ import annotations
 
@@ -182,6 +185,7 @@ def main():
     ap.add_argument("--ctx", type=int, default=100)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--frames", type=int, default=8)
+    ap.add_argument("--per-op", action="store_true", help="also time the per-op path (A/B, interleaved)")
     a = ap.parse_args()
     threads = setup_threads(a.threads)
     rng = np.random.default_rng(0)
@@ -206,7 +210,31 @@ def main():
     for q, make in runs:
         talker, predictor, cfg = make()
         r = out["results"].setdefault(q, {})
-        r.update(bench_type(talker, predictor, cfg, a.ctx, a.steps, a.frames, rng))
+        if a.per_op:  # alternate fused / per-op rounds, keep each side's pooled medians
+            fz = (talker.stack._fused, predictor.stack._fused, predictor._frame)
+            sides = {"fused": [], "per_op": []}
+            for rep in range(3):
+                for side in sides:
+                    on = side == "fused"
+                    talker.stack._fused, predictor.stack._fused, predictor._frame = fz if on else (None,) * 3
+                    sides[side].append(bench_type(talker, predictor, cfg, a.ctx, a.steps, a.frames, rng))
+            talker.stack._fused, predictor.stack._fused, predictor._frame = fz
+
+            def pool(runs):
+                out = dict(runs[0])
+                for k in ("talker_step_ms", "cp_frame_ms"):
+                    out[k] = dict(min=min(x[k]["min"] for x in runs),
+                                  median=float(np.median([x[k]["median"] for x in runs])),
+                                  n=sum(x[k]["n"] for x in runs))
+                return out
+
+            r.update(pool(sides["fused"]))
+            po = pool(sides["per_op"])
+            r["per_op"] = dict(talker_step_ms=po["talker_step_ms"], cp_frame_ms=po["cp_frame_ms"],
+                               lm_frame_ms=po["talker_step_ms"]["median"] + po["cp_frame_ms"]["median"])
+        else:
+            r.update(bench_type(talker, predictor, cfg, a.ctx, a.steps, a.frames, rng))
+        r["fused"] = dict(talker=talker.stack.fused, cp_frame=predictor._frame is not None)
         wb = weight_bytes(talker, predictor)
         r["weight_bytes"] = wb
         r["floor_ms"] = dict(talker_step=1e3 * wb["talker_step"] / (bw * 1e9),
@@ -222,6 +250,8 @@ def main():
             r["meets_target"] = lm <= TARGET_MS[q]
         del talker, predictor
         gc.collect()
+    import os as _os
+    out["load_avg"] = _os.getloadavg()
     out["info"] = run_info()
     json_out(out)
 
