@@ -14,7 +14,7 @@ class KVCache:
     def __init__(self, n_layers: int, n_kv_heads: int, head_dim: int, capacity: int):
         self.capacity = int(capacity)
         self.k = np.zeros((n_layers, n_kv_heads, self.capacity, head_dim), np.float32)
-        self.v = np.zeros_like(self.k)
+        self.v = np.zeros(self.k.shape, np.float32)  # calloc: pages resident once written
         self.scores = np.zeros(self.capacity, np.float32)  # attention work row
         self.pos = 0  # number of positions written so far (next position)
 
@@ -33,7 +33,7 @@ class KVCache:
             return
         n, h, old, d = self.k.shape
         k = np.zeros((n, h, capacity, d), np.float32)
-        v = np.zeros_like(k)
+        v = np.zeros(k.shape, np.float32)
         keep = min(self.pos, old)
         k[:, :, :keep] = self.k[:, :, :keep]
         v[:, :, :keep] = self.v[:, :, :keep]
