@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from .kernels.matmul import lazy_zeros
+
 
 class KVCache:
     def __init__(self, n_layers: int, n_kv_heads: int, head_dim: int, capacity: int):
         self.capacity = int(capacity)
-        self.k = np.zeros((n_layers, n_kv_heads, self.capacity, head_dim), np.float32)
-        self.v = np.zeros(self.k.shape, np.float32)  # calloc: pages resident once written
+        # lazily-zeroed 4 KB pages: resident memory grows with the positions written
+        self.k = lazy_zeros((n_layers, n_kv_heads, self.capacity, head_dim), np.float32)
+        self.v = lazy_zeros(self.k.shape, np.float32)
         self.scores = np.zeros(self.capacity, np.float32)  # attention work row
         self.pos = 0  # number of positions written so far (next position)
 
@@ -32,8 +35,8 @@ class KVCache:
         if capacity <= self.capacity:
             return
         n, h, old, d = self.k.shape
-        k = np.zeros((n, h, capacity, d), np.float32)
-        v = np.zeros(k.shape, np.float32)
+        k = lazy_zeros((n, h, capacity, d), np.float32)
+        v = lazy_zeros(k.shape, np.float32)
         keep = min(self.pos, old)
         k[:, :, :keep] = self.k[:, :, :keep]
         v[:, :, :keep] = self.v[:, :, :keep]

@@ -112,6 +112,6 @@ def test_release_pages(tmp_path):
     x = np.ones(4 * mm._PAGE, np.uint8)
     assert release_pages(x) == 0  # in-memory arrays are never touched
     assert x.all()
-    z = mm._lazy_zeros((3, 5), np.uint8)
+    z = mm.lazy_zeros((3, 5), np.uint8)
     assert z.shape == (3, 5) and not z.any()
     assert release_pages(z) == 0

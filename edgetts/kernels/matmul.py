@@ -541,8 +541,11 @@ def release_pages(a: np.ndarray) -> int:
     return hi - lo
 
 
-def _lazy_zeros(shape, dtype) -> np.ndarray:
-    """Zero array on private anonymous pages: only the pages written (or read) become resident."""
+def lazy_zeros(shape, dtype) -> np.ndarray:
+    """Zero array on its own private anonymous mapping: only the 4 KB pages written become
+    resident. (np.zeros is lazy too, but numpy asks for transparent huge pages on large arrays,
+    so one write makes a whole 2 MB page resident: a [layer, head, pos, dim] KV cache is then
+    fully resident after its first position.)"""
     n = int(np.prod(shape)) * np.dtype(dtype).itemsize
     buf = mmap.mmap(-1, max(n, 1), flags=mmap.MAP_PRIVATE)
     return np.frombuffer(buf, np.uint8, n).view(dtype).reshape(shape)
@@ -601,7 +604,7 @@ class Matrix:
         if _file_backed(self.data):
             release_pages(self.data[:r8])
         elif self._drop_plain:
-            data = _lazy_zeros(self.data.shape, np.uint8)
+            data = lazy_zeros(self.data.shape, np.uint8)
             data[r8:] = self.data[r8:]
             self.data = _readonly(data)
             self._wd = self.data.view(np.uint16)
@@ -712,7 +715,7 @@ class Matrix:
         bpb = _BLOCK_BYTES[dtype]
         rb = cols // QK * bpb
         x8 = np.empty(rows // ROWS * ROWS * rb, np.uint8)
-        data = _lazy_zeros((rows, rb), np.uint8)  # only the last rows % 8 are written
+        data = lazy_zeros((rows, rb), np.uint8)  # only the last rows % 8 are written
         r0 = 0
         for m in mats:
             part, k = plain(m), m.rows // ROWS * ROWS
