@@ -1,24 +1,28 @@
-"""One single-row decoder step (all layers + final norm + optional head) in ONE parallel region.
+"""Single-row decoder steps in ONE parallel region: decoder_step (all layers + final norm +
+optional head: a talker step) and predictor_frame (a whole code-predictor frame: 2 prefill rows,
+one step per code group, each head's sampling and the next code's embedding inside the region).
 
-Why: a step through the per-op kernels opens one OpenMP region per matrix-vector product (4 per
-layer) and makes ~10 Python -> numba calls per layer. With passive OpenMP workers (the library
-default, see edgetts/__init__.py) every region pays a worker wake-up; the code predictor alone
-ran ~315 regions per frame. Here the step is a fixed program of phases run by every thread of
-one `prange(n_threads)` region:
+Why: the per-op path opens one OpenMP region per matrix-vector product (4 per layer) and makes
+~10 Python -> numba calls per layer; with passive OpenMP workers (the library default, see
+edgetts/__init__.py) every region pays a worker wake-up: ~430 regions per LM frame. Here every
+thread of one `prange(n_threads)` region runs the same fixed program of phases:
 
     per layer: [qkv rows] [attention per kv head] [o rows] [gate|up rows + SwiGLU] [down rows]
 
 A phase is a list of units (row chunks of a product, kv heads). Threads claim units from an
 atomic counter and count finished ones in a second counter; the thread finishing the last unit
 runs the phase's short serial tail (residual add + RMSNorm + int8 quantization of the next
-product's input) and releases the phase; nobody enters the next phase before that. No thread waits for a *particular* other
-thread: if a worker starts late (passive wake-up) or never, the threads present do all units, so
-the program cannot deadlock whatever the runtime does with the iterations. Waiting spins with
-`pause` for a short while, then yields the core (sched_yield) -- the codec thread may need it.
+product's input; in predictor_frame also sampling + embedding) and releases the phase; nobody
+enters the next phase before that. No thread waits for a *particular* other thread: if a worker
+starts late (passive wake-up) or never, the threads present do all units, so the program cannot
+deadlock whatever the runtime does with the iterations. A waiting thread yields its core at once
+(sched_yield; SPINS pause-spins first): measured best on a loaded 2-core box, where the codec
+thread or another process needs the core.
 
-The arithmetic is the per-op kernels' own (rmsnorm, add_rmsnorm, quantize_act, silu_mul, the x86
-rows8 intrinsics, attention in qkv_attention's order), so results equal Stack.forward bit for bit.
-Only quantized matrices in the x86 x8 layout with rows % 8 == 0 run here (matmul.Matrix decides);
+The arithmetic is the per-op kernels' own (rmsnorm, add_rmsnorm, quantize_act, silu_mul's
+expression, the x86 rows8 intrinsics, attention in qkv_attention's order, dequantize_*_rows,
+sample / argmax), so results equal the per-op path bit for bit (tests/test_decoder.py). Only
+quantized matrices in the x86 x8 layout with rows % 8 == 0 run here (models/talker.py decides);
 everything else keeps the per-op path.
 """
 import numpy as np
@@ -27,7 +31,6 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .activations_lm import silu_mul
 from .attention import _head_rmsnorm_rope
 from .matmul import ROWS, rows8_q4_0_avx2, rows8_q4_0_vnni, rows8_q8_0_avx2, rows8_q8_0_vnni
 from .norm import add_rmsnorm, rmsnorm
@@ -38,8 +41,8 @@ from .sampling import argmax, sample
 KIND_Q8_0, KIND_Q4_0 = 0, 1
 KINDS = {"Q8_0": KIND_Q8_0, "Q4_0": KIND_Q4_0}
 SUPPORTED = KERNEL_ISA in ("vnni", "avx2")
-CHUNK = 128           # rows per claimed unit of a product (multiple of ROWS)
-SPINS = 0  # pause-spins before a waiting thread starts yielding its core
+CHUNK = 128           # rows per claimed unit of a product (multiple of 64); 64-256 measured alike
+SPINS = 0             # pause-spins before a waiting thread yields its core (0-2000 measured)
 PHASES_PER_LAYER = 5
 
 _R8Q8 = rows8_q8_0_vnni if KERNEL_ISA == "vnni" else rows8_q8_0_avx2
