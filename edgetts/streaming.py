@@ -103,8 +103,11 @@ class AudioStream:
         try:
             done = False
             while not done:
-                items = [q.get()]              # wait for at least one item ...
-                while len(items) < self.max_batch:  # ... then take whatever else is ready
+                # Wait for at least one item, then take whatever else is ready, up to max_batch
+                # frames; until the first audio is out, one frame (first audio comes soonest).
+                limit = self.max_batch if ttfa is not None else 1
+                items = [q.get()]
+                while sum(not isinstance(i, tuple) for i in items) < limit:
                     try:
                         items.append(q.get_nowait())
                     except queue.Empty:

@@ -23,7 +23,7 @@ def test_stream_equals_one_shot_decode():
 
 
 def test_first_push_is_one_frame_then_batches():
-    tts = FakeTTS(frame_delay=0.0, codec_delay=0.05)  # slow codec: frames pile up (wide margin for a loaded box)
+    tts = FakeTTS(frame_delay=0.0, codec_delay=0.01)  # every frame is ready at once: batches of 5 after the first
     s = stream(tts, "x", max_frames=20, max_batch=5)
     chunks = list(s)
     assert tts.pushes[0] == 1 and max(tts.pushes) <= 5 and sum(tts.pushes) == 20
