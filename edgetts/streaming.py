@@ -31,7 +31,8 @@ from .text.normalize import normalize as normalize_text
 
 JOIN_SILENCE = 0.12   # seconds between sentence chunks
 MAX_CHUNK_LEN = 250   # weighted characters per chunk (see text.chunk.text_len)
-MAX_BATCH = 8         # frames per codec push
+MAX_BATCH = 8         # frames per codec push, at most
+MIN_BATCH = 4         # frames a push waits for once audio is flowing (ramped up to)
 
 _CHUNK, _END, _ERROR = "chunk", "end", "error"
 
@@ -40,7 +41,8 @@ class AudioStream:
     """Iterator of float32 audio chunks; `timings` is complete once it is exhausted."""
 
     def __init__(self, tts, text: str, *, normalize: bool = True, max_chunk_len: int = MAX_CHUNK_LEN,
-                 join_silence: float = JOIN_SILENCE, max_batch: int = MAX_BATCH, **kw):
+                 join_silence: float = JOIN_SILENCE, max_batch: int = MAX_BATCH,
+                 min_batch: int = MIN_BATCH, **kw):
         self.tts = tts
         language = kw.get("language") or "auto"
         if normalize:
@@ -51,6 +53,7 @@ class AudioStream:
         self.kw = kw
         self.join_samples = int(round(join_silence * tts.sample_rate))
         self.max_batch = max(1, int(max_batch))
+        self.min_batch = max(1, min(int(min_batch), self.max_batch))
         self.codes: list[np.ndarray] = []  # every frame's codes, in order (per chunk: see chunk_frames)
         self.chunk_frames: list[int] = []
         self.timings: dict = {}
@@ -89,6 +92,23 @@ class AudioStream:
         except BaseException as e:  # re-raised in the consumer
             q.put((_ERROR, e))
 
+    @staticmethod
+    def _take(q: queue.Queue, want: int, most: int) -> list:
+        """Block until `want` frames are in hand (a chunk marker, the end or an error ends the
+        wait), then add whatever else is ready, up to `most` frames."""
+        items, frames = [], 0
+        while frames < most:
+            try:
+                item = q.get() if frames < want else q.get_nowait()
+            except queue.Empty:
+                break
+            items.append(item)
+            if isinstance(item, tuple):
+                want = 0
+            else:
+                frames += 1
+        return items
+
     def _run(self):
         t0 = time.perf_counter()
         q: queue.Queue = queue.Queue()
@@ -103,15 +123,15 @@ class AudioStream:
         try:
             done = False
             while not done:
-                # Wait for at least one item, then take whatever else is ready, up to max_batch
-                # frames; until the first audio is out, one frame (first audio comes soonest).
-                limit = self.max_batch if ttfa is not None else 1
-                items = [q.get()]
-                while sum(not isinstance(i, tuple) for i in items) < limit:
-                    try:
-                        items.append(q.get_nowait())
-                    except queue.Empty:
-                        break
+                # The first audio is one frame, as soon as it exists. After that the batch grows
+                # (1, 1, 2, 3, 4 ... frames): a one-frame push costs the codec nearly as much as
+                # a four-frame one, and on two cores a codec busy with tiny pushes slows the LM.
+                decoded = len(self.codes) - len(pending)
+                if ttfa is None:
+                    want = most = 1
+                else:
+                    want, most = min(self.min_batch, max(1, decoded // 2)), self.max_batch
+                items = self._take(q, want, most)
                 for item in items:
                     if isinstance(item, tuple):
                         kind, value = item
