@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -56,6 +57,13 @@ class TTS:
             numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
         self.threads = threads
         self.checkpoint = ck = checkpoint
+        # The codec loads on a second thread while the LM loads (cold start: both are CPU work
+        # on separate cores); `self.codec` waits for it and re-raises its error, if any.
+        self._codec = self._codec_error = self._codec_loader = None
+        if ck.codec is not None:
+            self._codec_loader = threading.Thread(target=self._load_codec, daemon=True,
+                                                  name="edgetts-codec-load")
+            self._codec_loader.start()
         self.cfg = cfg = _config.from_checkpoint(ck)
         view = GGUFView(ck.main)
         self.talker = Talker(view, cfg)
@@ -64,7 +72,6 @@ class TTS:
         self._resolve_text_ids()
         t = cfg.talker
         self.cache = KVCache(t.n_layers, t.n_kv_heads, t.head_dim, 512)
-        self._codec = None
         self.last_stats: Stats | None = None
 
     def _resolve_text_ids(self) -> None:
@@ -108,13 +115,22 @@ class TTS:
         return self.checkpoint.codec is not None
 
     # -- codec -----------------------------------------------------------------------------------
+    def _load_codec(self) -> None:
+        try:
+            from .models.codec import Codec
+            self._codec = Codec.load(self.checkpoint, self.threads)
+        except BaseException as e:  # noqa: BLE001 - handed to the thread that asks for the codec
+            self._codec_error = e
+
     @property
     def codec(self):
+        if self._codec_loader is not None:
+            self._codec_loader.join()
+            self._codec_loader = None
+        if self._codec_error is not None:
+            raise self._codec_error
         if self._codec is None:
-            if not self.has_codec:
-                raise EdgeTTSError(f"{self.checkpoint.root}: this checkpoint has no speech tokenizer (codec)")
-            from .models.codec import Codec  # lazy
-            self._codec = Codec.load(self.checkpoint, self.threads)
+            raise EdgeTTSError(f"{self.checkpoint.root}: this checkpoint has no speech tokenizer (codec)")
         return self._codec
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
