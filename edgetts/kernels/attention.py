@@ -29,6 +29,36 @@ def _head_rmsnorm_rope(x, w, eps, cos_row, sin_row):
 
 
 @njit(cache=True, nogil=True, fastmath=_FM)
+def attend_head(q, k_cache, v_cache, kv, p, n, scale, scores, o):
+    """Softmax attention of one query head q over the n newest cache slots of kv head kv
+    (ring buffer, position p newest) into o. scores: scratch of at least n."""
+    cap = k_cache.shape[1]
+    hd = k_cache.shape[2]
+    m = -np.inf
+    for t in range(n):
+        s = (p - t) % cap
+        acc = np.float32(0.0)
+        for j in range(hd):
+            acc += q[j] * k_cache[kv, s, j]
+        acc *= scale
+        scores[t] = acc
+        if acc > m:
+            m = acc
+    tot = np.float32(0.0)
+    for t in range(n):
+        e = np.exp(scores[t] - m)
+        scores[t] = e
+        tot += e
+    for j in range(hd):
+        o[j] = 0.0
+    for t in range(n):
+        s = (p - t) % cap
+        w = scores[t] / tot
+        for j in range(hd):
+            o[j] += w * v_cache[kv, s, j]
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
 def qkv_attention(qkv, n_heads, n_kv_heads, q_norm, k_norm, eps, cos, sin, pos0,
                   k_cache, v_cache, out, scores):
     """Rows of qkv [L, (n_heads + 2*n_kv_heads) * head_dim] at positions pos0 .. pos0+L-1.
@@ -62,27 +92,5 @@ def qkv_attention(qkv, n_heads, n_kv_heads, q_norm, k_norm, eps, cos, sin, pos0,
         n = min(p + 1, cap)
         for h in range(n_heads):
             kv = h // group
-            q = qkv[i, h * hd:(h + 1) * hd]
-            m = -np.inf
-            for t in range(n):
-                s = (p - t) % cap
-                acc = np.float32(0.0)
-                for j in range(hd):
-                    acc += q[j] * k_cache[kv, s, j]
-                acc *= scale
-                scores[t] = acc
-                if acc > m:
-                    m = acc
-            tot = np.float32(0.0)
-            for t in range(n):
-                e = np.exp(scores[t] - m)
-                scores[t] = e
-                tot += e
-            o = out[i, h * hd:(h + 1) * hd]
-            for j in range(hd):
-                o[j] = 0.0
-            for t in range(n):
-                s = (p - t) % cap
-                w = scores[t] / tot
-                for j in range(hd):
-                    o[j] += w * v_cache[kv, s, j]
+            attend_head(qkv[i, h * hd:(h + 1) * hd], k_cache, v_cache, kv, p, n, scale, scores,
+                        out[i, h * hd:(h + 1) * hd])

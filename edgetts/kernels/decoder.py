@@ -31,7 +31,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .attention import _head_rmsnorm_rope
+from .attention import _head_rmsnorm_rope, attend_head
 from .matmul import ROWS, rows8_q4_0_avx2, rows8_q4_0_vnni, rows8_q8_0_avx2, rows8_q8_0_vnni
 from .norm import add_rmsnorm, rmsnorm
 from .quant import (KERNEL_ISA, Q4_0_BYTES, Q8_0_BYTES, dequantize_q4_0_rows, dequantize_q8_0_rows,
@@ -217,30 +217,8 @@ def _attend_kv_head(qkv, kvh, n_heads, n_kv_heads, q_norm, k_norm, eps, cos_p, s
     scale = np.float32(1.0 / np.sqrt(hd))
     n = min(p + 1, cap)
     for h in range(kvh * group, (kvh + 1) * group):
-        q = qkv[h * hd:(h + 1) * hd]
-        m = -np.inf
-        for t in range(n):
-            s = (p - t) % cap
-            acc = np.float32(0.0)
-            for j in range(hd):
-                acc += q[j] * k_cache[kvh, s, j]
-            acc *= scale
-            scores[t] = acc
-            if acc > m:
-                m = acc
-        tot = np.float32(0.0)
-        for t in range(n):
-            e = np.exp(scores[t] - m)
-            scores[t] = e
-            tot += e
-        o = out[h * hd:(h + 1) * hd]
-        for j in range(hd):
-            o[j] = 0.0
-        for t in range(n):
-            s = (p - t) % cap
-            w = scores[t] / tot
-            for j in range(hd):
-                o[j] += w * v_cache[kvh, s, j]
+        attend_head(qkv[h * hd:(h + 1) * hd], k_cache, v_cache, kvh, p, n, scale, scores,
+                    out[h * hd:(h + 1) * hd])
 
 
 @njit(cache=True, nogil=True)
