@@ -278,10 +278,13 @@ class _HeaderReader:
             etype, count = self.u32(), self.u64()
             if etype == _GGUF_STRING:
                 buf, pos, out = self.buf, self.pos, []
-                for _ in range(count):
-                    (n,) = struct.unpack_from("<Q", buf, pos)
-                    out.append(bytes(buf[pos + 8:pos + 8 + n]).decode("utf-8", errors="replace"))
-                    pos += 8 + n
+                try:
+                    for _ in range(count):
+                        (n,) = struct.unpack_from("<Q", buf, pos)
+                        out.append(bytes(buf[pos + 8:pos + 8 + n]).decode("utf-8", errors="replace"))
+                        pos += 8 + n
+                except struct.error:
+                    pos = len(buf) + 1
                 if pos > len(buf):
                     raise ValueError("header runs past the end of the file")
                 self.pos = pos
