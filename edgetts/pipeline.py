@@ -27,15 +27,16 @@ class Prompt:
 
 @dataclass
 class Sampling:
-    greedy: bool = False
-    temperature: float = 0.9
-    top_k: int = 50
-    top_p: float = 1.0
-    repetition_penalty: float = 1.05
-    sub_greedy: bool = False
-    sub_temperature: float = 0.9
-    sub_top_k: int = 50
-    sub_top_p: float = 1.0
+    """Resolved sampling settings (user value, else the checkpoint's generation config)."""
+    greedy: bool
+    temperature: float
+    top_k: int
+    top_p: float
+    repetition_penalty: float
+    sub_greedy: bool
+    sub_temperature: float
+    sub_top_k: int
+    sub_top_p: float
 
 
 @dataclass

@@ -120,17 +120,27 @@ class AudioStream:
         pending: list[np.ndarray] = []
         ttfa = None
         speech = silence = pushes = 0
+
+        def flush() -> np.ndarray:  # decode the pending frames in one codec push
+            nonlocal speech, pushes, ttfa
+            audio = codec.push(np.stack(pending))
+            pending.clear()
+            pushes += 1
+            speech += audio.size
+            if ttfa is None:
+                ttfa = time.perf_counter() - t0
+            return audio
+
         try:
             done = False
             while not done:
                 # The first audio is one frame, as soon as it exists. After that the batch grows
                 # (1, 1, 2, 3, 4 ... frames): a one-frame push costs the codec nearly as much as
                 # a four-frame one, and on two cores a codec busy with tiny pushes slows the LM.
-                decoded = len(self.codes) - len(pending)
                 if ttfa is None:
                     want = most = 1
-                else:
-                    want, most = min(self.min_batch, max(1, decoded // 2)), self.max_batch
+                else:  # every frame so far has been decoded (pending is empty here)
+                    want, most = min(self.min_batch, max(1, len(self.codes) // 2)), self.max_batch
                 items = self._take(q, want, most)
                 for item in items:
                     if isinstance(item, tuple):
@@ -138,12 +148,7 @@ class AudioStream:
                         if kind == _ERROR:
                             raise value
                         if pending:                  # finish the previous chunk first
-                            audio = codec.push(np.stack(pending))
-                            pending.clear()
-                            pushes += 1
-                            speech += audio.size
-                            ttfa = ttfa if ttfa is not None else time.perf_counter() - t0
-                            yield audio
+                            yield flush()
                         if kind == _END:
                             done = True
                             break
@@ -158,12 +163,7 @@ class AudioStream:
                         self.codes.append(codes)
                         self.chunk_frames[-1] += 1
                 if pending:
-                    audio = codec.push(np.stack(pending))
-                    pending.clear()
-                    pushes += 1
-                    speech += audio.size
-                    ttfa = ttfa if ttfa is not None else time.perf_counter() - t0
-                    yield audio
+                    yield flush()
         finally:
             stop.set()
             producer.join()  # returns after the frame in progress; then the model is free again
