@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import warnings
@@ -16,6 +17,7 @@ import numpy as np
 
 from . import weights as _weights
 from .errors import EdgeTTSError
+from .gguf import constants as K
 from .gguf.names import GGUFView
 from .kvcache import KVCache
 from .models import config as _config
@@ -75,16 +77,31 @@ class TTS:
         self.last_stats: Stats | None = None
 
     def _resolve_text_ids(self) -> None:
-        tok, cfg = self.tokenizer, self.cfg
-        if tok is None:
-            return
-        for attr, s in (("assistant_id", "assistant"), ("user_id", "user")):
-            i = tok.token_to_id(s)
-            if i is not None and (attr != "assistant_id" or self.checkpoint.main.format == "gguf"):
-                setattr(cfg, attr, int(i))
-        nl = tok.encode("\n")
-        if len(nl) == 1:
-            cfg.newline_id = int(nl[0])
+        """Fill in the template ids no config holds ("user", "\\n"; and "assistant" for a GGUF
+        that lacks text.assistant_id, as qwentts.cpp writes them) from the tokenizer, then check
+        every id against the text vocabulary (an out-of-range id would fail at the first prompt)."""
+        tok, cfg, main = self.tokenizer, self.cfg, self.checkpoint.main
+        if tok is not None:
+            asks = [("user_id", "user")]
+            if main.format == "gguf" and K.TEXT_ASSISTANT_ID not in main.metadata:
+                asks.append(("assistant_id", "assistant"))
+            for attr, s in asks:
+                i = tok.token_to_id(s)
+                if i is not None:
+                    setattr(cfg, attr, int(i))
+            nl = tok.encode("\n")
+            if len(nl) == 1:
+                cfg.newline_id = int(nl[0])
+        # "user" only opens instruct blocks: without a tokenizer to name it, checked when used
+        for attr in ("im_start_id", "im_end_id", "tts_pad_id", "tts_bos_id", "tts_eos_id",
+                     "assistant_id", "newline_id") + (("user_id",) if tok is not None else ()):
+            self._check_text_id(attr)
+
+    def _check_text_id(self, attr: str) -> None:
+        i, n = getattr(self.cfg, attr), self.cfg.text_vocab
+        if not 0 <= i < n:
+            raise EdgeTTSError(f"{self.checkpoint.root}: template token {attr} = {i} is outside the "
+                               f"text vocabulary (0..{n - 1})")
 
     # -- properties ------------------------------------------------------------------------------
     @property
@@ -99,16 +116,11 @@ class TTS:
     def languages(self) -> list[str]:
         return self.cfg.languages
 
-    @property
+    @functools.cached_property
     def sample_rate(self) -> int:
-        ck = self.checkpoint
-        if ck.codec_config and ck.codec_config.get("output_sample_rate"):
-            return int(ck.codec_config["output_sample_rate"])
-        if ck.codec is not None:
-            sr = ck.codec.metadata.get("qwen3-tts-tokenizer.output_sample_rate")
-            if sr:
-                return int(sr)
-        return 24000
+        if self.checkpoint.codec is None:
+            return _config.SAMPLE_RATE
+        return _config.CodecConfig.from_checkpoint(self.checkpoint).sample_rate
 
     @property
     def has_codec(self) -> bool:
@@ -183,6 +195,7 @@ class TTS:
             return None
         if ids[0] == cfg.im_start_id:  # already the full block
             return ids
+        self._check_text_id("user_id")
         return [cfg.im_start_id, cfg.user_id, cfg.newline_id, *ids, cfg.im_end_id, cfg.newline_id]
 
     def ref_frames(self, ref_codes) -> np.ndarray:

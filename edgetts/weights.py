@@ -24,20 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import gguf
 import numpy as np
 
 from .errors import WeightsError
+from .gguf import constants as K
 
-GGUF_MAGIC = b"GGUF"
-
-# GGML type ids (gguf-py constants) and the names used for them throughout edgetts.
-GGML_TYPE_NAMES = {0: "F32", 1: "F16", 2: "Q4_0", 8: "Q8_0", 12: "Q4_K", 14: "Q6_K", 30: "BF16",
-                   3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 10: "Q2_K", 11: "Q3_K", 13: "Q5_K",
-                   24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64"}
-# (elements per block, bytes per block) for the block-quantized types.
-BLOCK_SIZES = {"Q8_0": (32, 34), "Q4_0": (32, 18), "Q4_1": (32, 20), "Q5_0": (32, 22),
-               "Q5_1": (32, 24), "Q2_K": (256, 84), "Q3_K": (256, 110), "Q4_K": (256, 144),
-               "Q5_K": (256, 176), "Q6_K": (256, 210)}
+# Block-quantized GGML types this reader accepts (sizes from gguf-py via constants); the engine's
+# kernels read Q8_0 / Q4_0 directly, the others are dequantized at load.
+BLOCK_TYPES = ("Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
+BLOCK_SIZES = {t: K.GGML_QUANT_SIZES[t] for t in BLOCK_TYPES}   # (elements, bytes) per block
 # Types the engine's kernels read directly; the rest are dequantized at load.
 KERNEL_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0")
 
@@ -85,8 +81,6 @@ def dequantize(data: np.ndarray, dtype: str, shape: tuple[int, ...]) -> np.ndarr
     if dtype == "BF16":
         return bf16_to_f32(np.ascontiguousarray(data)).reshape(shape)
     if dtype in BLOCK_SIZES:
-        import gguf  # gguf-py's reference dequantizers
-
         qtype = gguf.GGMLQuantizationType[dtype]
         out = gguf.quants.dequantize(np.ascontiguousarray(data), qtype)
         return out.astype(np.float32, copy=False).reshape(shape)
@@ -107,7 +101,7 @@ class Weights:
 
     @property
     def architecture(self) -> str | None:
-        return self.metadata.get("general.architecture")
+        return self.metadata.get(K.GENERAL_ARCHITECTURE)
 
     def __getitem__(self, name: str) -> Tensor:
         try:
@@ -169,7 +163,7 @@ def sniff(path: str | os.PathLike) -> str:
             return "gguf-dir"
         raise WeightsError(f"{p}: not a model directory (no config.json and no GGUF file)")
     head = _head(p, 16)
-    if head[:4] == GGUF_MAGIC:
+    if head[:4] == K.GGUF_MAGIC:
         return "gguf"
     if len(head) >= 9:
         (n,) = struct.unpack("<Q", head[:8])
@@ -188,7 +182,7 @@ def _head(p: Path, n: int) -> bytes:
 
 def _is_gguf(p: Path) -> bool:
     try:
-        return _head(p, 4) == GGUF_MAGIC
+        return _head(p, 4) == K.GGUF_MAGIC
     except WeightsError:
         return False
 
@@ -234,14 +228,20 @@ def read_safetensors(path: str | os.PathLike) -> Weights:
     return Weights(p, "safetensors", tensors, meta)
 
 
-# GGUF value types (gguf-py GGUFValueType) -> numpy dtype for the fixed-size ones.
-_GGUF_SCALARS = {0: np.uint8, 1: np.int8, 2: np.uint16, 3: np.int16, 4: np.uint32, 5: np.int32,
-                 6: np.float32, 7: np.bool_, 10: np.uint64, 11: np.int64, 12: np.float64}
-_GGUF_STRING, _GGUF_ARRAY = 8, 9
-# bytes per element of the non-block GGML types
-_SCALAR_TYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I8": 1, "I16": 2, "I32": 4, "I64": 8}
+_V = gguf.GGUFValueType
+_GGUF_SCALARS = {_V.UINT8: np.uint8, _V.INT8: np.int8, _V.UINT16: np.uint16, _V.INT16: np.int16,
+                 _V.UINT32: np.uint32, _V.INT32: np.int32, _V.FLOAT32: np.float32, _V.BOOL: np.bool_,
+                 _V.UINT64: np.uint64, _V.INT64: np.int64, _V.FLOAT64: np.float64}
+# numpy views of the non-block GGML tensor types (their sizes: K.GGML_QUANT_SIZES, block 1)
 _SCALAR_TYPE_NP = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "F64": np.float64,
                    "I8": np.int8, "I16": np.int16, "I32": np.int32, "I64": np.int64}
+
+
+def _ggml_type_name(t: int) -> str:
+    try:
+        return gguf.GGMLQuantizationType(t).name
+    except ValueError:
+        return f"type{t}"
 
 
 class _HeaderReader:
@@ -272,11 +272,11 @@ class _HeaderReader:
         return bytes(self.take(self.u64())).decode("utf-8", errors="replace")
 
     def value(self, vtype: int):
-        if vtype == _GGUF_STRING:
+        if vtype == _V.STRING:
             return self.string()
-        if vtype == _GGUF_ARRAY:
+        if vtype == _V.ARRAY:
             etype, count = self.u32(), self.u64()
-            if etype == _GGUF_STRING:
+            if etype == _V.STRING:
                 buf, pos, out = self.buf, self.pos, []
                 try:
                     for _ in range(count):
@@ -306,10 +306,10 @@ def read_gguf(path: str | os.PathLike) -> Weights:
     try:
         mm = np.memmap(p, dtype=np.uint8, mode="r")
         r = _HeaderReader(memoryview(mm))
-        if bytes(r.take(4)) != GGUF_MAGIC:
+        if bytes(r.take(4)) != K.GGUF_MAGIC:
             raise ValueError("bad magic")
         version = r.u32()
-        if version not in (2, 3):
+        if version not in K.GGUF_VERSIONS:
             raise ValueError(f"unsupported GGUF version {version}")
         n_tensors, n_kv = r.u64(), r.u64()
         meta: dict[str, Any] = {}
@@ -321,13 +321,13 @@ def read_gguf(path: str | os.PathLike) -> Weights:
             name = r.string()
             dims = [r.u64() for _ in range(r.u32())]
             infos.append((name, dims, r.u32(), r.u64()))
-        align = int(meta.get("general.alignment", 32))
+        align = int(meta.get(K.GENERAL_ALIGNMENT, K.GGUF_DEFAULT_ALIGNMENT))
         base = (r.pos + align - 1) // align * align
     except (ValueError, struct.error, UnicodeDecodeError, OverflowError) as e:
         raise WeightsError(f"{p}: truncated or corrupt GGUF file ({e})") from None
     tensors: dict[str, Tensor] = {}
     for name, dims, ggml_type, offset in infos:
-        dtype = GGML_TYPE_NAMES.get(ggml_type, f"type{ggml_type}")
+        dtype = _ggml_type_name(ggml_type)
         shape = tuple(int(d) for d in reversed(dims))
         count = int(np.prod(shape)) if shape else 1
         if dtype in BLOCK_SIZES:
@@ -336,8 +336,8 @@ def read_gguf(path: str | os.PathLike) -> Weights:
                 raise WeightsError(f"{p}: tensor {name!r} row of {shape[-1]} is not a whole number "
                                    f"of {dtype} blocks")
             nbytes = count // block * block_bytes
-        elif dtype in _SCALAR_TYPE_BYTES:
-            nbytes = count * _SCALAR_TYPE_BYTES[dtype]
+        elif dtype in _SCALAR_TYPE_NP:
+            nbytes = count * K.GGML_QUANT_SIZES[dtype][1]
         else:
             raise WeightsError(f"{p}: tensor {name!r} has unsupported type {dtype}")
         start = base + offset
@@ -399,8 +399,6 @@ def _read_json(p: Path) -> dict | None:
 
 
 TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json")
-MAIN_ARCH = "qwen3-tts"
-CODEC_ARCH = "qwen3-tts-tokenizer"
 
 
 def open(path: str | os.PathLike) -> Checkpoint:  # noqa: A001 - the natural name for this API
@@ -435,7 +433,7 @@ def _gguf_checkpoint(root: Path, given: list[Weights], where: Path) -> Checkpoin
         _place(ck, w, where)
     if len(given) == 1 and where.is_file():
         # one file given: look for its partner in the same directory
-        want = CODEC_ARCH if ck.main is not None else MAIN_ARCH
+        want = K.ARCH_CODEC if ck.main is not None else K.ARCH_MAIN
         for f in sorted(root.iterdir()):
             if f == where or not f.is_file() or f.suffix.lower() != ".gguf" or not _is_gguf(f):
                 continue
@@ -447,19 +445,19 @@ def _gguf_checkpoint(root: Path, given: list[Weights], where: Path) -> Checkpoin
                 _place(ck, w, where)
                 break
     if ck.main is None and ck.codec is None:
-        raise WeightsError(f"{where}: no qwen3-tts or qwen3-tts-tokenizer GGUF found")
+        raise WeightsError(f"{where}: no {K.ARCH_MAIN} or {K.ARCH_CODEC} GGUF found")
     return ck
 
 
 def _place(ck: Checkpoint, w: Weights, where: Path) -> None:
     arch = w.architecture
-    if arch == MAIN_ARCH:
+    if arch == K.ARCH_MAIN:
         slot = "main"
-    elif arch == CODEC_ARCH:
+    elif arch == K.ARCH_CODEC:
         slot = "codec"
     else:
         raise WeightsError(f"{w.path}: GGUF architecture {arch!r} is not a Qwen3-TTS model "
-                           f"(expected {MAIN_ARCH!r} or {CODEC_ARCH!r})")
+                           f"(expected {K.ARCH_MAIN!r} or {K.ARCH_CODEC!r})")
     if getattr(ck, slot) is not None:
         raise WeightsError(f"{where}: more than one {arch!r} GGUF file; pass the file you mean")
     setattr(ck, slot, w)

@@ -245,7 +245,7 @@ def main_kv(cfg: dict, gen: dict | None, src_dir: Path, name_hint: str,
         kv += [(K.SPEAKER_NAMES, "str[]", list(spk)),
                (K.SPEAKER_IDS, "i32[]", [int(v) for v in spk.values()]),
                (K.SPEAKER_DIALECTS, "str[]", [d if isinstance(d := dialect.get(s), str) else "" for s in spk])]
-    kv += [(key, vt, _typed(vt, _get(cfg, path))) for key, vt, path in K.TEXT_IDS_KV]
+    kv += [(key, vt, _typed(vt, _get(cfg, path, default))) for key, vt, path, default in K.TEXT_IDS_KV]
     for key, vt, path in K.GENERATION_KV:
         if gen and gen.get(path) is not None:
             kv.append((key, vt, _typed(vt, gen[path])))

@@ -22,8 +22,10 @@ from typing import Callable
 
 import numpy as np
 
+from edgetts.gguf import constants as K
+
 QTYPES = ("q8_0", "q4_0", "f16", "f32")
-BLOCK_TYPES = {"Q8_0": 32, "Q4_0": 32}
+BLOCK_TYPES = {t: K.GGML_QUANT_SIZES[t][0] for t in ("Q8_0", "Q4_0")}   # type -> values per block
 
 ROLE_TABLE: list[tuple[str, str]] = [
     (r"(talker|code_pred)\.blk\.\d+\.(attn_q|attn_k|attn_v|attn_output|ffn_gate|ffn_up|ffn_down)\.weight", "linear"),

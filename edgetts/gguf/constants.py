@@ -11,12 +11,23 @@ config lacks the value (some released configs omit fields the official code give
 """
 from __future__ import annotations
 
+import gguf
+
 ARCH_MAIN = "qwen3-tts"
 ARCH_CODEC = "qwen3-tts-tokenizer"
 TOKENIZER_TYPE_12HZ = "qwen3_tts_tokenizer_12hz"
 HF_MODEL_TYPE = "qwen3_tts"            # config.json model_type of a Qwen3-TTS checkpoint
 
+# GGUF container facts come from gguf-py (the file format's own Python package): magic, value
+# types (gguf.GGUFValueType), tensor types (gguf.GGMLQuantizationType) and their block sizes.
+GGUF_MAGIC = gguf.GGUF_MAGIC.to_bytes(4, "little")   # b"GGUF"
+GGUF_VERSIONS = (2, gguf.GGUF_VERSION)               # the versions readers accept
+GGUF_DEFAULT_ALIGNMENT = gguf.GGUF_DEFAULT_ALIGNMENT
+GGML_QUANT_SIZES = {t.name: gguf.GGML_QUANT_SIZES[t] for t in gguf.GGMLQuantizationType
+                    if t in gguf.GGML_QUANT_SIZES}  # type name -> (elements per block, bytes per block)
+
 GENERAL_ARCHITECTURE = "general.architecture"
+GENERAL_ALIGNMENT = "general.alignment"            # UINT32; 32 when absent (GGUF spec)
 GENERAL_NAME = "general.name"
 GENERAL_FILE_TYPE = "general.file_type"            # STRING, as qwentts.cpp's quantizer writes it
 GENERAL_QUANTIZATION_VERSION = "general.quantization_version"
@@ -89,13 +100,23 @@ SPEAKER_NAMES = _M + "codec.speaker_names"        # str[]   (from talker_config.
 SPEAKER_IDS = _M + "codec.speaker_ids"            # i32[]
 SPEAKER_DIALECTS = _M + "codec.speaker_dialects"  # str[]   ("" = none; talker_config.spk_is_dialect)
 
-TEXT_IDS_KV: list[tuple[str, str, str]] = [
-    (_M + "text.im_start_id", "u32", "im_start_token_id"),
-    (_M + "text.im_end_id", "u32", "im_end_token_id"),
-    (_M + "text.tts_pad_id", "u32", "tts_pad_token_id"),
-    (_M + "text.tts_bos_id", "u32", "tts_bos_token_id"),
-    (_M + "text.tts_eos_id", "u32", "tts_eos_token_id"),
+# The Qwen2/Qwen3 text-token ids the prompt template uses, for the released vocabulary. A
+# checkpoint's config (HF: *_token_id, GGUF: text.*_id) overrides them; "user" and "\n" are not in
+# any config and are looked up in the tokenizer when the checkpoint has one.
+QWEN_TEXT_IDS = dict(im_start=151644, im_end=151645, tts_pad=151671, tts_bos=151672, tts_eos=151673,
+                     assistant=77091, user=872, newline=198)
+
+# (key, type, config.json path, default)
+TEXT_IDS_KV: list[tuple[str, str, str, int]] = [
+    (_M + "text.im_start_id", "u32", "im_start_token_id", QWEN_TEXT_IDS["im_start"]),
+    (_M + "text.im_end_id", "u32", "im_end_token_id", QWEN_TEXT_IDS["im_end"]),
+    (_M + "text.tts_pad_id", "u32", "tts_pad_token_id", QWEN_TEXT_IDS["tts_pad"]),
+    (_M + "text.tts_bos_id", "u32", "tts_bos_token_id", QWEN_TEXT_IDS["tts_bos"]),
+    (_M + "text.tts_eos_id", "u32", "tts_eos_token_id", QWEN_TEXT_IDS["tts_eos"]),
+    # an edgetts key (qwentts.cpp does not write it; readers then ask the tokenizer)
+    ("edgetts.text.assistant_id", "u32", "assistant_token_id", QWEN_TEXT_IDS["assistant"]),
 ]
+TEXT_ASSISTANT_ID = TEXT_IDS_KV[-1][0]
 # generation_config.json -> generation.* (each written only when present)
 GENERATION_KV: list[tuple[str, str, str]] = [
     ("generation.do_sample", "bool", "do_sample"),
@@ -113,10 +134,13 @@ GENERATION_KV: list[tuple[str, str, str]] = [
 # text tokenizer (Qwen2 byte-level BPE), llama.cpp convention
 TOKENIZER_MODEL = "tokenizer.ggml.model"            # "gpt2"
 TOKENIZER_TOKENS = "tokenizer.ggml.tokens"          # str[]
-TOKENIZER_TOKEN_TYPE = "tokenizer.ggml.token_type"  # i32[]: 1 normal, 4 user-defined/special, 5 unused
+TOKENIZER_TOKEN_TYPE = "tokenizer.ggml.token_type"  # i32[]: gguf.TokenType (normal, user-defined, unused)
 TOKENIZER_MERGES = "tokenizer.ggml.merges"          # str[] "a b"
 TOKENIZER_EOS_ID = "tokenizer.ggml.eos_token_id"    # u32
-TOKEN_TYPE_NORMAL, TOKEN_TYPE_USER_DEFINED, TOKEN_TYPE_UNUSED = 1, 4, 5
+TOKEN_TYPE_NORMAL = int(gguf.TokenType.NORMAL)
+TOKEN_TYPE_CONTROL = int(gguf.TokenType.CONTROL)
+TOKEN_TYPE_USER_DEFINED = int(gguf.TokenType.USER_DEFINED)
+TOKEN_TYPE_UNUSED = int(gguf.TokenType.UNUSED)
 QWEN2_ENDOFTEXT_ID = 151643   # what qwentts.cpp writes as eos when <|endoftext|> is not in the vocab
 
 # --------------------------------------------------------------- qwen3-tts-tokenizer (codec file)

@@ -22,9 +22,10 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-QK = 32  # values per Q8_0 / Q4_0 block
-Q8_0_BYTES = 34
-Q4_0_BYTES = 18
+from ..gguf.constants import GGML_QUANT_SIZES
+
+QK, Q8_0_BYTES = GGML_QUANT_SIZES["Q8_0"]   # 32 values per block: f16 scale + 32 int8
+_, Q4_0_BYTES = GGML_QUANT_SIZES["Q4_0"]    # f16 scale + 16 bytes of nibble pairs
 
 
 # ------------------------------------------------------------------------- bit conversions

@@ -37,6 +37,7 @@ import numpy as np
 
 from ..errors import EdgeTTSError
 from ..gguf.names import GGUFView
+from .config import CodecConfig
 from ..kernels import codec_attn as ka
 from ..kernels import conv as kc
 from ..kernels.matmul import release_pages
@@ -44,74 +45,6 @@ from ..kernels import snake as ks
 
 SNAKE_EPS = 1e-9
 CONVNEXT_EPS = 1e-6
-GGUF_ARCH = "qwen3-tts-tokenizer"
-
-
-# ------------------------------------------------------------------------------------ config
-@dataclass
-class CodecConfig:
-    codebook_size: int
-    codebook_dim: int
-    num_quantizers: int
-    latent_dim: int
-    hidden_size: int
-    intermediate_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    num_key_value_heads: int
-    head_dim: int
-    sliding_window: int
-    upsample_rates: list = field(default_factory=list)
-    upsampling_ratios: list = field(default_factory=list)
-    decoder_dim: int = 0
-    num_semantic_quantizers: int = 1
-    rope_theta: float = 10000.0
-    rms_norm_eps: float = 1e-5
-    sample_rate: int = 24000
-
-    @property
-    def samples_per_frame(self) -> int:
-        return int(np.prod(list(self.upsampling_ratios) + list(self.upsample_rates)))
-
-    @classmethod
-    def from_dict(cls, d: dict, sample_rate: int = 24000) -> "CodecConfig":
-        try:
-            heads = int(d["num_attention_heads"])
-            hidden = int(d["hidden_size"])
-            return cls(
-                codebook_size=int(d["codebook_size"]),
-                codebook_dim=int(d["codebook_dim"]),
-                num_quantizers=int(d["num_quantizers"]),
-                latent_dim=int(d["latent_dim"]),
-                hidden_size=hidden,
-                intermediate_size=int(d["intermediate_size"]),
-                num_hidden_layers=int(d["num_hidden_layers"]),
-                num_attention_heads=heads,
-                num_key_value_heads=int(d.get("num_key_value_heads", heads)),
-                head_dim=int(d.get("head_dim") or hidden // heads),
-                sliding_window=int(d["sliding_window"]),
-                upsample_rates=[int(r) for r in d["upsample_rates"]],
-                upsampling_ratios=[int(r) for r in d["upsampling_ratios"]],
-                decoder_dim=int(d["decoder_dim"]),
-                num_semantic_quantizers=int(d.get("num_semantic_quantizers", 1) or 1),
-                rope_theta=float(d.get("rope_theta", 10000.0)),
-                rms_norm_eps=float(d.get("rms_norm_eps", 1e-5)),
-                sample_rate=int(sample_rate),
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise EdgeTTSError(f"codec config: missing or bad decoder setting ({e})") from None
-
-    @classmethod
-    def from_hf(cls, cfg: dict) -> "CodecConfig":
-        if not cfg or "decoder_config" not in cfg:
-            raise EdgeTTSError("codec config.json has no decoder_config")
-        return cls.from_dict(cfg["decoder_config"], cfg.get("output_sample_rate", 24000))
-
-    @classmethod
-    def from_gguf(cls, meta: dict) -> "CodecConfig":
-        pre = f"{GGUF_ARCH}.decoder."
-        d = {k[len(pre):]: v for k, v in meta.items() if k.startswith(pre)}
-        return cls.from_dict(d, meta.get(f"{GGUF_ARCH}.output_sample_rate", 24000))
 
 
 # ------------------------------------------------------------------------------------ threads
@@ -703,12 +636,8 @@ class Codec:
         if getattr(checkpoint, "codec", None) is None:
             raise EdgeTTSError(f"{getattr(checkpoint, 'root', 'checkpoint')}: no codec (speech tokenizer) "
                                "weights found; expected speech_tokenizer/ or a qwen3-tts-tokenizer GGUF")
-        w = checkpoint.codec
-        if w.format == "gguf":
-            cfg = CodecConfig.from_gguf(w.metadata)
-        else:
-            cfg = CodecConfig.from_hf(getattr(checkpoint, "codec_config", None))
-        return cls(CodecDecoder(cfg, GGUFView(w), keep_f16), threads)
+        cfg = CodecConfig.from_checkpoint(checkpoint)
+        return cls(CodecDecoder(cfg, GGUFView(checkpoint.codec), keep_f16), threads)
 
     def check_codes(self, codes) -> np.ndarray:
         c = np.asarray(codes)

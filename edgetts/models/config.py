@@ -6,19 +6,13 @@ tensor shapes (spec/talker.md P1/P2): the config only supplies what shapes canno
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 from ..errors import EdgeTTSError
-
-ARCH = "qwen3-tts"
-
-# spec/talker.md §1.5 / §5.5: generation_config.json values shipped with every checkpoint
-GENERATION_DEFAULTS = dict(do_sample=True, temperature=0.9, top_k=50, top_p=1.0,
-                           repetition_penalty=1.05, subtalker_dosample=True,
-                           subtalker_temperature=0.9, subtalker_top_k=50, subtalker_top_p=1.0,
-                           max_new_tokens=8192)
+from ..gguf import constants as K
+from ..gguf import metadata as gguf_metadata
 
 
 @dataclass
@@ -38,6 +32,7 @@ class StackConfig:
 
 @dataclass
 class GenerationConfig:
+    """generation_config.json; the defaults are the values shipped with every released checkpoint."""
     do_sample: bool = True
     temperature: float = 0.9
     top_k: int = 50
@@ -77,8 +72,8 @@ class TalkerConfig:
     tts_bos_id: int
     tts_eos_id: int
     assistant_id: int
-    newline_id: int = 198
-    user_id: int = 872
+    newline_id: int = K.QWEN_TEXT_IDS["newline"]   # "\n" and "user" are in no config: the tokenizer's,
+    user_id: int = K.QWEN_TEXT_IDS["user"]         # when the checkpoint has one (TTS._resolve_text_ids)
     speaker_dim: int = 0            # x-vector length of Base models (== talker hidden)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
 
@@ -117,16 +112,28 @@ def _stack_from_shapes(view, prefix: str, eps: float, theta: float, max_pos: int
 
 
 def _gen_from_dict(d: dict | None) -> GenerationConfig:
-    g = dict(GENERATION_DEFAULTS)
-    for k in g:
-        if d and d.get(k) is not None:
-            g[k] = type(g[k])(d[k])
-    if d and d.get("subtalker_do_sample") is not None:  # GGUF spelling
-        g["subtalker_dosample"] = bool(d["subtalker_do_sample"])
-    return GenerationConfig(**g)
+    """generation_config.json over the released defaults (the GenerationConfig field defaults)."""
+    g = GenerationConfig()
+    for f in fields(g):
+        if d and d.get(f.name) is not None:
+            setattr(g, f.name, type(getattr(g, f.name))(d[f.name]))
+    return g
 
 
-def from_hf(config: dict, generation_config: dict | None, view) -> TalkerConfig:
+def _field(path: str) -> str:
+    """TalkerConfig field of a config.json token-id path: talker_config.codec_eos_token_id -> codec_eos_id."""
+    return path.rsplit(".", 1)[-1].replace("_token_id", "_id")
+
+
+def _req(d: dict, key: str, where: str):
+    if d.get(key) is None:
+        raise EdgeTTSError(f"{where}: missing {key}")
+    return d[key]
+
+
+def from_hf(config: dict, generation_config: dict | None, view, where: str = "config.json") -> TalkerConfig:
+    """The config of a Hugging Face checkpoint (config.json + generation_config.json); GGUF
+    metadata comes here too, turned back into these dicts by `edgetts.gguf.metadata`."""
     tc = config.get("talker_config") or {}
     cp = tc.get("code_predictor_config") or {}
     talker = _stack_from_shapes(view, "talker", tc.get("rms_norm_eps", 1e-6),
@@ -135,29 +142,22 @@ def from_hf(config: dict, generation_config: dict | None, view) -> TalkerConfig:
     pred = _stack_from_shapes(view, "code_pred", cp.get("rms_norm_eps", 1e-6),
                               cp.get("rope_theta", 1e6), cp.get("max_position_embeddings", 65536),
                               "code_pred.lm_head.0.weight")
-    langs = {k.lower(): int(v) for k, v in (tc.get("codec_language_id") or {}).items()}
-    spk = {k.lower(): int(v) for k, v in (tc.get("spk_id") or {}).items()}
-    dia = {k.lower(): (v if isinstance(v, str) else "") for k, v in (tc.get("spk_is_dialect") or {}).items()}
+    langs = {str(k).lower(): int(v) for k, v in (tc.get("codec_language_id") or {}).items()}
+    spk = {str(k).lower(): int(v) for k, v in (tc.get("spk_id") or {}).items()}
+    dia = {str(k).lower(): (v if isinstance(v, str) else "") for k, v in (tc.get("spk_is_dialect") or {}).items()}
     te = view["talker.text_embd.weight"].shape
-    spk_dim = int((config.get("speaker_encoder_config") or {}).get("enc_dim", 0))
+    text = {_field(path): int(config.get(path, default)) for _, _, path, default in K.TEXT_IDS_KV}
+    codec = {_field(path): int(_req(tc, path.split(".")[-1], f"{where}: talker_config"))
+             for _, _, path in K.CODEC_IDS_KV}
     return TalkerConfig(
         talker=talker, predictor=pred,
         num_code_groups=int(tc.get("num_code_groups", _count_groups(view))),
         text_vocab=int(te[0]), text_hidden=int(te[1]),
         model_type=str(config.get("tts_model_type", "custom_voice")),
         model_size=str(config.get("tts_model_size", "")),
-        codec_pad_id=int(tc["codec_pad_id"]), codec_bos_id=int(tc["codec_bos_id"]),
-        codec_eos_id=int(tc["codec_eos_token_id"]), codec_think_id=int(tc["codec_think_id"]),
-        codec_nothink_id=int(tc["codec_nothink_id"]), codec_think_bos_id=int(tc["codec_think_bos_id"]),
-        codec_think_eos_id=int(tc["codec_think_eos_id"]),
         language_ids=langs, speaker_ids=spk, speaker_dialect={k: dia.get(k, "") for k in spk},
-        im_start_id=int(config.get("im_start_token_id", 151644)),
-        im_end_id=int(config.get("im_end_token_id", 151645)),
-        tts_pad_id=int(config.get("tts_pad_token_id", 151671)),
-        tts_bos_id=int(config.get("tts_bos_token_id", 151672)),
-        tts_eos_id=int(config.get("tts_eos_token_id", 151673)),
-        assistant_id=int(config.get("assistant_token_id", 77091)),
-        speaker_dim=spk_dim, generation=_gen_from_dict(generation_config))
+        speaker_dim=int((config.get("speaker_encoder_config") or {}).get("enc_dim", 0)),
+        generation=_gen_from_dict(generation_config), **codec, **text)
 
 
 def _count_groups(view) -> int:
@@ -165,46 +165,6 @@ def _count_groups(view) -> int:
     while f"code_pred.lm_head.{n}.weight" in view:
         n += 1
     return n + 1
-
-
-def from_gguf(meta: dict, view) -> TalkerConfig:
-    p = ARCH + "."
-
-    def m(key, default=None):
-        v = meta.get(p + key, default)
-        if v is None:
-            raise EdgeTTSError(f"GGUF metadata key {p + key!r} missing")
-        return v
-
-    talker = _stack_from_shapes(view, "talker", m("talker.attention.layer_norm_rms_epsilon", 1e-6),
-                                m("talker.rope.freq_base", 1e6), m("talker.context_length", 32768),
-                                "talker.codec_head.weight")
-    pred = _stack_from_shapes(view, "code_pred", m("code_pred.attention.layer_norm_rms_epsilon", 1e-6),
-                              m("code_pred.rope.freq_base", 1e6), m("code_pred.context_length", 65536),
-                              "code_pred.lm_head.0.weight")
-    langs = {str(a).lower(): int(b) for a, b in zip(meta.get(p + "codec.language_names") or [],
-                                                     meta.get(p + "codec.language_ids") or [])}
-    names = [str(s).lower() for s in meta.get(p + "codec.speaker_names") or []]
-    spk = dict(zip(names, (int(i) for i in meta.get(p + "codec.speaker_ids") or [])))
-    dia = dict(zip(names, (str(d) for d in meta.get(p + "codec.speaker_dialects") or [])))
-    gen = {k[len(p + "generation."):]: v for k, v in meta.items() if k.startswith(p + "generation.")}
-    te = view["talker.text_embd.weight"].shape
-    return TalkerConfig(
-        talker=talker, predictor=pred,
-        num_code_groups=int(m("num_code_groups", _count_groups(view))),
-        text_vocab=int(te[0]), text_hidden=int(te[1]),
-        model_type=str(m("model_type", "custom_voice")), model_size=str(meta.get(p + "model_size", "")),
-        codec_pad_id=int(m("codec.pad_id")), codec_bos_id=int(m("codec.bos_id")),
-        codec_eos_id=int(m("codec.eos_id")), codec_think_id=int(m("codec.think_id")),
-        codec_nothink_id=int(m("codec.nothink_id")), codec_think_bos_id=int(m("codec.think_bos_id")),
-        codec_think_eos_id=int(m("codec.think_eos_id")),
-        language_ids=langs, speaker_ids=spk, speaker_dialect={k: dia.get(k, "") for k in spk},
-        im_start_id=int(m("text.im_start_id", 151644)), im_end_id=int(m("text.im_end_id", 151645)),
-        tts_pad_id=int(m("text.tts_pad_id", 151671)), tts_bos_id=int(m("text.tts_bos_id", 151672)),
-        tts_eos_id=int(m("text.tts_eos_id", 151673)),
-        assistant_id=int(meta.get(p + "text.assistant_id", 77091)),
-        speaker_dim=int(meta.get(p + "spk_enc.embedding_length", 0)),
-        generation=_gen_from_dict(gen))
 
 
 def from_checkpoint(ck) -> TalkerConfig:
@@ -215,7 +175,81 @@ def from_checkpoint(ck) -> TalkerConfig:
         raise EdgeTTSError(f"{ck.root}: no talker weights (model.safetensors or qwen3-tts GGUF)")
     view = GGUFView(ck.main)
     if ck.main.format == "gguf":
-        return from_gguf(ck.main.metadata, view)
+        cfg, gen = gguf_metadata.main_config(ck.main.metadata)
+        return from_hf(cfg, gen, view, where=str(ck.main.path))
     if not ck.config:
         raise EdgeTTSError(f"{ck.root}: config.json missing next to the safetensors weights")
-    return from_hf(ck.config, ck.generation_config, view)
+    return from_hf(ck.config, ck.generation_config, view, where=str(ck.root / "config.json"))
+
+
+# ------------------------------------------------------------------------------ codec decoder
+SAMPLE_RATE = 24000   # Hz; every 12 Hz codec checkpoint so far (the config's output_sample_rate wins)
+
+
+@dataclass
+class CodecConfig:
+    codebook_size: int
+    codebook_dim: int
+    num_quantizers: int
+    latent_dim: int
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    sliding_window: int
+    upsample_rates: list = field(default_factory=list)
+    upsampling_ratios: list = field(default_factory=list)
+    decoder_dim: int = 0
+    num_semantic_quantizers: int = 1
+    rope_theta: float = 10000.0
+    rms_norm_eps: float = 1e-5
+    sample_rate: int = SAMPLE_RATE
+
+    @property
+    def samples_per_frame(self) -> int:
+        return int(np.prod(list(self.upsampling_ratios) + list(self.upsample_rates)))
+
+    @classmethod
+    def from_dict(cls, d: dict, sample_rate: int = SAMPLE_RATE) -> "CodecConfig":
+        try:
+            heads = int(d["num_attention_heads"])
+            hidden = int(d["hidden_size"])
+            return cls(
+                codebook_size=int(d["codebook_size"]),
+                codebook_dim=int(d["codebook_dim"]),
+                num_quantizers=int(d["num_quantizers"]),
+                latent_dim=int(d["latent_dim"]),
+                hidden_size=hidden,
+                intermediate_size=int(d["intermediate_size"]),
+                num_hidden_layers=int(d["num_hidden_layers"]),
+                num_attention_heads=heads,
+                num_key_value_heads=int(d.get("num_key_value_heads", heads)),
+                head_dim=int(d.get("head_dim") or hidden // heads),
+                sliding_window=int(d["sliding_window"]),
+                upsample_rates=[int(r) for r in d["upsample_rates"]],
+                upsampling_ratios=[int(r) for r in d["upsampling_ratios"]],
+                decoder_dim=int(d["decoder_dim"]),
+                num_semantic_quantizers=int(d.get("num_semantic_quantizers", 1) or 1),
+                rope_theta=float(d.get("rope_theta", 10000.0)),
+                rms_norm_eps=float(d.get("rms_norm_eps", 1e-5)),
+                sample_rate=int(sample_rate),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise EdgeTTSError(f"codec config: missing or bad decoder setting ({e})") from None
+
+    @classmethod
+    def from_hf(cls, cfg: dict) -> "CodecConfig":
+        if not cfg or "decoder_config" not in cfg:
+            raise EdgeTTSError("codec config.json has no decoder_config")
+        return cls.from_dict(cfg["decoder_config"], cfg.get("output_sample_rate", SAMPLE_RATE))
+
+    @classmethod
+    def from_checkpoint(cls, ck) -> "CodecConfig":
+        """The codec config of an edgetts.weights.Checkpoint (speech_tokenizer/config.json or the
+        `qwen3-tts-tokenizer` GGUF's metadata)."""
+        w = ck.codec
+        if w is not None and w.format == "gguf":
+            return cls.from_hf(gguf_metadata.codec_config(w.metadata))
+        return cls.from_hf(ck.codec_config)

@@ -9,12 +9,11 @@ import json
 from pathlib import Path
 
 from ..errors import EdgeTTSError
+from ..gguf import constants as K
 
 # Qwen2 pre-tokenizer split pattern (as in Qwen's tokenizer.json)
 QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                  r"|\s*[\r\n]+|\s+(?!\S)|\s+")
-# GGUF token_type values of tokens that are matched whole before BPE
-_GGUF_CONTROL, _GGUF_USER_DEFINED = 3, 4
 
 
 def _bpe_tokenizer(vocab: dict[str, int], merges: list[tuple[str, str]]):
@@ -66,16 +65,16 @@ class TextTokenizer:
     def from_gguf(cls, meta: dict) -> "TextTokenizer":
         from tokenizers import AddedToken
 
-        tokens = meta.get("tokenizer.ggml.tokens")
-        merges = meta.get("tokenizer.ggml.merges")
+        tokens = meta.get(K.TOKENIZER_TOKENS)
+        merges = meta.get(K.TOKENIZER_MERGES)
         if not tokens or merges is None:
-            raise EdgeTTSError("GGUF file has no text tokenizer (tokenizer.ggml.tokens/merges)")
-        types = meta.get("tokenizer.ggml.token_type") or [1] * len(tokens)
+            raise EdgeTTSError(f"GGUF file has no text tokenizer ({K.TOKENIZER_TOKENS}, {K.TOKENIZER_MERGES})")
+        types = meta.get(K.TOKENIZER_TOKEN_TYPE) or [K.TOKEN_TYPE_NORMAL] * len(tokens)
         vocab = {str(t): i for i, t in enumerate(tokens)}
         pairs = [tuple(str(m).split(" ", 1)) for m in merges]
         tok = _bpe_tokenizer(vocab, pairs)
         special = [AddedToken(str(t), special=True, normalized=False)
-                   for t, ty in zip(tokens, types) if int(ty) in (_GGUF_CONTROL, _GGUF_USER_DEFINED)]
+                   for t, ty in zip(tokens, types) if int(ty) in (K.TOKEN_TYPE_CONTROL, K.TOKEN_TYPE_USER_DEFINED)]
         if special:
             tok.add_special_tokens(special)
         # Byte-level BPE vocabularies list 256 byte tokens, then one token per merge, in order;
@@ -83,7 +82,7 @@ class TextTokenizer:
         first_added = 256 + len(pairs)
         extra = [AddedToken(str(t), special=False, normalized=False)
                  for i, (t, ty) in enumerate(zip(tokens, types))
-                 if i >= first_added and int(ty) not in (_GGUF_CONTROL, _GGUF_USER_DEFINED)]
+                 if i >= first_added and int(ty) not in (K.TOKEN_TYPE_CONTROL, K.TOKEN_TYPE_USER_DEFINED)]
         if extra:
             tok.add_tokens(extra)
         return cls(tok)
