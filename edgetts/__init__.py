@@ -1,5 +1,6 @@
 """edgetts: Qwen3-TTS text-to-speech on CPU, numpy + numba, no PyTorch."""
 import os as _os
+from importlib import metadata as _metadata
 
 # numba's OpenMP workers spin (active wait) after every parallel region when told to. On a 2-core
 # machine that steals the core from the codec thread running beside the LM and from anything
@@ -18,8 +19,20 @@ if "NUMBA_THREADING_LAYER" not in _os.environ:
 
     _numba.config.THREADING_LAYER = "threadsafe"
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("edgetts")
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
-from .tts import TTS, Result, load  # noqa: E402
+# The API is imported on first use, so that `import edgetts.weights` (quantize/, tools) does not
+# load the whole engine.
+_API = {"load": "tts", "TTS": "tts", "Result": "tts"}
+__all__ = [*_API, "__version__"]
 
-__all__ = ["load", "TTS", "Result", "__version__"]
+
+def __getattr__(name):
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+    raise AttributeError(f"module 'edgetts' has no attribute {name!r}")

@@ -5,7 +5,7 @@
 
 A hub id is fetched with huggingface_hub.snapshot_download into the Hugging Face cache
 ($HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub), then converted ONCE to the GGUF
-pair (quantize.cli.quantize) in the edgetts cache ($EDGETTS_CACHE, else ~/.cache/edgetts);
+pair (quantize.convert) in the edgetts cache ($EDGETTS_CACHE, else ~/.cache/edgetts);
 later runs find the GGUF folder and touch neither the hub nor the checkpoint. A repository that
 already holds GGUF files is used directly.
 
@@ -24,7 +24,6 @@ from pathlib import Path
 from .errors import EdgeTTSError
 
 DEFAULT_MODEL = "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice"
-QTYPES = ("q8_0", "q4_0", "f16", "f32")
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 # what a checkpoint needs; skips README images, original PyTorch .bin/.pt duplicates, etc.
 ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.gguf", "speech_tokenizer/*"]
@@ -105,6 +104,8 @@ def resolve(model: str, qtype: str = "q8_0", progress: bool = True) -> Path:
         return p
     if not is_hub_id(model):
         raise EdgeTTSError(f"{model}: no such file or directory (and not a hub id like Org/Name)")
+    from quantize.plan import QTYPES
+
     qtype = qtype.lower()
     if qtype not in QTYPES:
         raise EdgeTTSError(f"unknown qtype {qtype!r}; choose one of: {', '.join(QTYPES)}")
@@ -122,7 +123,7 @@ def resolve(model: str, qtype: str = "q8_0", progress: bool = True) -> Path:
 
 def convert(src: Path, qtype: str, out: Path, progress: bool = True, name: str | None = None) -> Path:
     """Convert a checkpoint folder into the GGUF folder `out`, atomically (temp folder + rename)."""
-    from quantize import cli as qcli
+    from quantize.convert import convert as quantize_convert
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
@@ -130,7 +131,8 @@ def convert(src: Path, qtype: str, out: Path, progress: bool = True, name: str |
     if progress:
         print(f"edgetts: converting {name or src} to GGUF {qtype} (once) into {out}", file=sys.stderr)
     try:
-        qcli.quantize(str(src), qtype, str(tmp), progress=progress, out=sys.stderr if progress else _Null())
+        quantize_convert(src, qtype, tmp, name=(name or str(src)).split("/")[-1], progress=progress,
+                         out=sys.stderr if progress else _Null())
         (tmp / _DONE).write_text(f"{name or src}\n{qtype}\n")
         if out.exists():  # an unfinished folder from an older run
             shutil.rmtree(out)

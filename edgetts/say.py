@@ -21,7 +21,9 @@ from .errors import EdgeTTSError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from .hub import DEFAULT_MODEL, QTYPES
+    from quantize.plan import QTYPES
+
+    from .hub import DEFAULT_MODEL
     from .streaming import JOIN_SILENCE
 
     p = subparsers.add_parser("say", help="speak text (plays it, or writes a file / raw PCM)",

@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import json
 import mmap
+import os
 import re
 import sys
+import time
+from importlib import metadata as _metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgetts import __version__
 from edgetts import weights as W
 from edgetts.errors import EdgeTTSError, WeightsError
 from edgetts.gguf import constants as K
 from edgetts.gguf import names as N
 
-from .plan import ROLES, Item, choose, policy_line, role_types
+from .plan import QTYPES, ROLES, Item, choose, policy_line, role_types
+from .writer import AtomicFiles, write_gguf
 
 TALKER_DIR_RE = re.compile(r"Qwen3-TTS-12Hz-([0-9.]+B)-(\w+)", re.IGNORECASE)
 
@@ -212,7 +215,7 @@ def quant_kv(qtype: str, items: list[Item], source: str) -> list[tuple[str, str,
     rt = role_types(qtype)
     kv = [(K.GENERAL_FILE_TYPE, "str", qtype.upper()),
           (K.GENERAL_QUANTIZATION_VERSION, "u32", K.QUANTIZATION_VERSION),
-          (K.EDGETTS_VERSION, "str", __version__),
+          (K.EDGETTS_VERSION, "str", _metadata.version("edgetts")),
           (K.EDGETTS_QUANT_POLICY, "str", policy_line(qtype))]
     kv += [(K.EDGETTS_QUANT_ROLE + r, "str", rt[r]) for r in ROLES]
     kv += [(K.EDGETTS_QUANT_FALLBACK, "u32", sum(it.fallback for it in items)),
@@ -306,3 +309,114 @@ def output_names(cfg: dict, name_hint: str, qtype: str) -> tuple[str, str]:
 
 def stderr_warn(msg: str) -> None:
     print(f"edgetts: note: {msg}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------- conversion
+def check_source(src) -> Path:
+    """The checkpoint directory SRC, or a one-line error saying what SRC is instead."""
+    p = Path(src).expanduser()
+    if not p.exists():
+        raise EdgeTTSError(f"{src}: no such file or directory")
+    if p.is_file():
+        kind = W.sniff(p)   # raises for garbage / empty files
+        if kind == "gguf":
+            W.read_gguf(p)  # raises for truncated / corrupt files
+            raise EdgeTTSError(f"{p}: is already a GGUF file; quantize takes a Hugging Face checkpoint directory")
+        W.read_safetensors(p)
+        raise EdgeTTSError(f"{p}: is a single safetensors file; quantize takes the checkpoint directory "
+                           "(config.json, model.safetensors, speech_tokenizer/)")
+    return p
+
+
+def prepare_outdir(outdir: Path) -> bool:
+    """Create OUTDIR if needed and check it is writable; True when this call created it."""
+    existed = outdir.is_dir()
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EdgeTTSError(f"{outdir}: cannot create the output directory ({e.strerror})") from None
+    if not outdir.is_dir():
+        raise EdgeTTSError(f"{outdir}: not a directory")
+    if not os.access(outdir, os.W_OK | os.X_OK):
+        raise EdgeTTSError(f"{outdir}: output directory is not writable")
+    return not existed
+
+
+def convert(src, qtype: str, outdir=None, *, name: str | None = None, progress: bool = True,
+            out=None) -> tuple[Path, Path | None]:
+    """Convert the checkpoint directory `src` and write the GGUF pair into `outdir` (default
+    ./<name>-<qtype>); returns (talker path, codec path or None). `name` labels the files and
+    the metadata (default: the directory's name); `out` receives the report (default stdout)."""
+    out = out or sys.stdout
+    t0 = time.perf_counter()
+    if qtype not in QTYPES:
+        raise EdgeTTSError(f"unknown qtype {qtype!r} (choose one of {', '.join(QTYPES)})")
+    d = check_source(src)
+    hint = name or d.resolve().name
+    ck = check_checkpoint(d)
+    cfg = ck.config or {}
+    notes: list[str] = []
+    warn = notes.append
+
+    main_items = plan_items(ck.main, qtype, warn=warn)
+    kv_main = main_kv(cfg, ck.generation_config, d, hint, warn=warn)
+    kv_main += quant_kv(qtype, main_items, hint)
+    codec_items = []
+    kv_codec = []
+    if ck.codec is not None:
+        cc = ck.codec_config or {}
+        try:
+            valid = int(cc["encoder_valid_num_quantizers"])
+            kept = valid - int(cc["encoder_config"]["num_semantic_quantizers"])
+        except (KeyError, TypeError, ValueError):
+            raise EdgeTTSError(f"{d / 'speech_tokenizer' / 'config.json'}: missing encoder_valid_num_quantizers "
+                               "or encoder_config.num_semantic_quantizers") from None
+
+        def drop(g: str) -> bool:   # encoder codebooks past encoder_valid_num_quantizers (as qwentts.cpp)
+            m = re.fullmatch(r"tok_enc\.vq_acoustic\.(\d+)\.codebook", g)
+            return bool(m) and int(m.group(1)) >= kept
+        codec_items = plan_items(ck.codec, qtype, drop=drop, warn=warn)
+        widths = [it.ncols for it in codec_items if it.name.startswith("tok_dec.vq_") and it.name.endswith(".codebook")]
+        kv_codec = codec_kv(cc, widths[0] if widths else cc.get("decoder_config", {}).get("codebook_dim", 0) // 2)
+        kv_codec += quant_kv(qtype, codec_items, hint)
+    else:
+        warn(f"{d}: no speech_tokenizer/ directory; writing the talker GGUF only")
+
+    talker_name, codec_name = output_names(cfg, hint, qtype)
+    outp = Path(outdir).expanduser() if outdir else Path.cwd() / f"{hint}-{qtype}"
+    created = prepare_outdir(outp)
+
+    for n in notes:
+        print(f"note: {n}", file=out)
+    for it in main_items + codec_items:
+        if it.fallback:
+            print(f"note: {it.name}: row length {it.ncols} is not a multiple of 32; stored as F16 "
+                  f"instead of {role_types(qtype)[it.role]}", file=out)
+
+    from tqdm import tqdm
+
+    total = len(main_items) + len(codec_items)
+    with tqdm(total=total, unit="tensor", desc=f"quantize {qtype}", disable=not progress, file=sys.stderr,
+              leave=False) as bar:
+        def tick(it):
+            bar.update(1)
+        tp = outp / talker_name
+        cp = outp / codec_name if codec_items else None
+        try:
+            with AtomicFiles(outp) as af:
+                write_gguf(af.temp(talker_name), K.ARCH_MAIN, kv_main, main_items, tick)
+                if cp is not None:
+                    write_gguf(af.temp(codec_name), K.ARCH_CODEC, kv_codec, codec_items, tick)
+        except BaseException as e:
+            if created and not any(outp.iterdir()):
+                outp.rmdir()   # leave nothing behind, not even the directory we made
+            if isinstance(e, OSError):
+                raise EdgeTTSError(f"{outp}: cannot write the GGUF files ({e.strerror or e})") from None
+            raise
+    dt = time.perf_counter() - t0
+    print(f"policy: {policy_line(qtype)}", file=out)
+    print(f"wrote {tp} ({tp.stat().st_size / 1e6:.1f} MB, {len(main_items)} tensors)", file=out)
+    if cp is not None:
+        print(f"wrote {cp} ({cp.stat().st_size / 1e6:.1f} MB, {len(codec_items)} tensors)", file=out)
+    print(f"done in {dt:.1f} s", file=out)
+    return tp, cp

@@ -23,7 +23,7 @@ def _copy(tmp_path, name="tiny") -> Path:
 
 
 def _quantize(src: Path, out: Path, qtype="f32") -> Path:
-    from quantize.cli import quantize
+    from quantize.convert import convert as quantize
 
     tp, _ = quantize(str(src), qtype, str(out), progress=False, out=io.StringIO())
     return tp

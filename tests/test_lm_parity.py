@@ -147,7 +147,7 @@ def test_generate_greedy(name, case):
 
 @pytest.fixture(scope="module")
 def gguf_f32(tmp_path_factory):
-    from quantize.cli import quantize
+    from quantize.convert import convert as quantize
 
     out = {}
     for name in ["tiny", "tiny_proj"]:

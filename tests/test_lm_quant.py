@@ -59,7 +59,7 @@ def cosine(a, b):
 
 @pytest.fixture(scope="module", params=["tiny", "tiny_proj"])
 def quantized(request, tmp_path_factory):
-    from quantize.cli import quantize
+    from quantize.convert import convert as quantize
 
     name = request.param
     out = {"name": name, "f32": edgetts.load(FIX / name)}

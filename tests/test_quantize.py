@@ -13,7 +13,6 @@ from safetensors.numpy import save_file
 from edgetts import weights as W
 from edgetts.cli import main
 from edgetts.gguf import names as N
-from quantize import cli as qcli
 from quantize import writer as qwriter
 from edgetts.kernels.quant import f32_to_f16
 from numba import njit
@@ -412,9 +411,12 @@ def test_failure_mid_write_leaves_nothing(tmp_path, capsys, monkeypatch, exc, rc
 
 
 def test_hub_id_uses_snapshot_download(tmp_path, capsys, monkeypatch):
+    """quantize downloads through edgetts.hub (the one hub path, shared with `say`)."""
+    import huggingface_hub
+
     src = need_tiny()
     seen = []
-    monkeypatch.setattr(qcli, "snapshot_download", lambda repo: seen.append(repo) or str(src))
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **kw: seen.append(repo_id) or str(src))
     monkeypatch.chdir(tmp_path)
     assert main(["quantize", "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice", "--qtype", "f16"]) == 0
     assert seen == ["Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice"]
@@ -423,9 +425,9 @@ def test_hub_id_uses_snapshot_download(tmp_path, capsys, monkeypatch):
     r = gguf.GGUFReader(out / "qwen-talker-0.6b-customvoice-F16.gguf")
     assert r.fields["general.name"].contents() == "Qwen3-TTS-12Hz-0.6B-custom_voice"
 
-    def offline(repo):
+    def offline(repo_id, **kw):
         raise RuntimeError("offline mode is enabled\nmore detail")
-    monkeypatch.setattr(qcli, "snapshot_download", offline)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
     _fails(capsys, ["quantize", "Qwen/Nope", "--qtype", "f16"], "cannot download from the Hugging Face hub (offline mode is enabled)")
 
 
@@ -496,5 +498,17 @@ def test_hub_id_offline_from_local_cache(tmp_path, capsys, monkeypatch):
                                                      "qwen-tokenizer-12hz-Q8_0.gguf"]
     capsys.readouterr()
     _fails(capsys, ["quantize", "Qwen/NotCached", "--qtype", "q8_0", "-o", str(tmp_path / "o2")],
-           "cannot download from the Hugging Face hub")
+           "model Qwen/NotCached is not in the Hugging Face cache")
     assert not (tmp_path / "o2").exists()
+
+
+def test_quantize_is_a_library_below_the_engine():
+    """quantize/ uses the weights, names and kernels layers, never the engine (no import circle)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, quantize.convert, quantize.cli; "
+            "bad = [m for m in ('edgetts.tts', 'edgetts.hub', 'edgetts.models.talker', 'edgetts.pipeline') "
+            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
