@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels.matmul import lazy_zeros
+from .kernels.memory import lazy_zeros
 
 
 class KVCache:

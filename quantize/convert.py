@@ -8,7 +8,6 @@ keys from `edgetts.gguf.constants`, stored types from `quantize.plan`.
 from __future__ import annotations
 
 import json
-import mmap
 import os
 import re
 import sys
@@ -23,6 +22,7 @@ from edgetts import weights as W
 from edgetts.errors import EdgeTTSError, WeightsError
 from edgetts.gguf import constants as K
 from edgetts.gguf import names as N
+from edgetts.kernels.memory import file_backed, release_pages
 
 from .plan import QTYPES, ROLES, Item, choose, policy_line, role_types
 from .writer import AtomicFiles, write_gguf
@@ -44,35 +44,14 @@ def _tensor_rows(t: W.Tensor):
         if t.dtype == "BF16":
             return W.bf16_to_f32(np.ascontiguousarray(x))
         return np.asarray(x, dtype=np.float32)
-    return nrows, ncols, rows, _page_releaser(data)
-
-
-def _page_releaser(data: np.ndarray):
-    """release(a, b): drop the mapped pages of rows [a, b) from this process (MADV_DONTNEED).
-
-    The source stays memory-mapped and is read once, front to back; without this every page
-    read stays in the resident set until the end (2.5 GB for the 0.6B model). The file pages
-    stay in the page cache; a later read faults them back in. None when not mmap-backed."""
-    root = data
-    while isinstance(root, np.ndarray) and not isinstance(root.base, mmap.mmap):
-        root = root.base
-    if not isinstance(root, np.ndarray) or not hasattr(mmap, "MADV_DONTNEED") or not data.flags.c_contiguous:
-        return None
-    mm = root.base
-    start = root.ctypes.data - getattr(root, "offset", 0) % mmap.ALLOCATIONGRANULARITY
-    first = data.ctypes.data - start
-    row_bytes = data.shape[1] * data.itemsize
+    if not file_backed(data):
+        return nrows, ncols, rows, None
 
     def release(a: int, b: int) -> None:
-        lo = first + a * row_bytes
-        hi = min(first + b * row_bytes, len(mm))
-        lo -= lo % mmap.PAGESIZE
-        if hi > lo:
-            try:
-                mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
-            except (OSError, ValueError):
-                pass
-    return release
+        # read once, front to back: without this every page read stays resident until the end
+        # (2.5 GB for the 0.6B model)
+        release_pages(data[a:b], outward=True)
+    return nrows, ncols, rows, release
 
 
 def _array_rows(make):

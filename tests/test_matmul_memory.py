@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgetts.kernels import matmul as mm
-from edgetts.kernels.matmul import Matrix, pack_x8, release_pages
+from edgetts.kernels import memory as mm
+from edgetts.kernels.matmul import Matrix, pack_x8
+from edgetts.kernels.memory import release_pages
 
 
 def rand_w(rng, rows, cols):
@@ -103,13 +104,15 @@ def test_requantized_drop_plain():
 
 def test_release_pages(tmp_path):
     p = tmp_path / "f.bin"
-    data = np.random.default_rng(4).integers(0, 256, 3 * mm._PAGE + 77, dtype=np.uint8)
+    data = np.random.default_rng(4).integers(0, 256, 3 * mm.PAGE + 77, dtype=np.uint8)
     data.tofile(p)
     a = np.memmap(p, dtype=np.uint8, mode="r")[33:]
     assert int(a.sum()) == int(data[33:].sum())
-    assert release_pages(a) == 2 * mm._PAGE  # whole pages inside only
+    assert release_pages(a) == 2 * mm.PAGE  # whole pages inside only
     np.testing.assert_array_equal(a, data[33:])  # read back from the page cache
-    x = np.ones(4 * mm._PAGE, np.uint8)
+    assert release_pages(a[:mm.PAGE], outward=True) == 2 * mm.PAGE  # and the pages it shares
+    np.testing.assert_array_equal(a, data[33:])
+    x = np.ones(4 * mm.PAGE, np.uint8)
     assert release_pages(x) == 0  # in-memory arrays are never touched
     assert x.all()
     z = mm.lazy_zeros((3, 5), np.uint8)

@@ -38,14 +38,12 @@ DIFFERENT Matrix objects at once; calls on the same Matrix must not overlap.
 """
 from __future__ import annotations
 
-import ctypes
-import mmap
-
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
+from .memory import file_backed, lazy_zeros, release_pages
 from .quant import (KERNEL_ISA, QK, Q4_0_BYTES, Q8_0_BYTES, bf16_to_f32, dequantize_q4_0_par,
                     dequantize_q4_0_rows, dequantize_q8_0_par, dequantize_q8_0_rows,
                     dot_u4s8_32, dot_u8s8_32, f16_to_f32, quantize_act, quantize_act_rows,
@@ -502,55 +500,6 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return v
 
 
-# ------------------------------------------------------------ resident memory (one copy per matrix)
-_PAGE = mmap.PAGESIZE
-_MADV_DONTNEED = 4
-_libc = None
-
-
-def _file_backed(a: np.ndarray) -> bool:
-    """True when a's memory belongs to a read-only file mapping (np.memmap mode 'r'): its pages
-    can be dropped from the process and come back from the page cache on the next read."""
-    while a is not None:
-        if isinstance(a, np.memmap):
-            return getattr(a, "mode", None) == "r" and getattr(a, "_mmap", None) is not None
-        a = getattr(a, "base", None)
-        if isinstance(a, mmap.mmap):
-            return False  # anonymous / writable: MADV_DONTNEED would zero it
-    return False
-
-
-def release_pages(a: np.ndarray) -> int:
-    """Drop the whole pages under a read-only file-mapped array a from this process's resident
-    set (madvise MADV_DONTNEED on the page-aligned range inside it). The contents are unchanged: a
-    later read faults them back in from the page cache. No-op (0) for in-memory arrays. Returns
-    the bytes released."""
-    global _libc
-    if a.size == 0 or not _file_backed(a) or not a.flags.c_contiguous:
-        return 0
-    addr = a.__array_interface__["data"][0]
-    lo = -(-addr // _PAGE) * _PAGE
-    hi = (addr + a.nbytes) // _PAGE * _PAGE
-    if hi <= lo:
-        return 0
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-    if _libc.madvise(lo, hi - lo, _MADV_DONTNEED) != 0:
-        return 0
-    return hi - lo
-
-
-def lazy_zeros(shape, dtype) -> np.ndarray:
-    """Zero array on its own private anonymous mapping: only the 4 KB pages written become
-    resident. (np.zeros is lazy too, but numpy asks for transparent huge pages on large arrays,
-    so one write makes a whole 2 MB page resident: a [layer, head, pos, dim] KV cache is then
-    fully resident after its first position.)"""
-    n = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    buf = mmap.mmap(-1, max(n, 1), flags=mmap.MAP_PRIVATE)
-    return np.frombuffer(buf, np.uint8, n).view(dtype).reshape(shape)
-
-
 class Matrix:
     """Weight matrix [rows=out, cols=in], stored type read in place (no dequantized copy)."""
 
@@ -601,7 +550,7 @@ class Matrix:
         through _plain_rows; other in-memory matrices (from_f32) keep self.data whole."""
         self._x8 = x8
         r8 = x8.size // self.data.shape[1]
-        if _file_backed(self.data):
+        if file_backed(self.data):
             release_pages(self.data[:r8])
         elif self._drop_plain:
             data = lazy_zeros(self.data.shape, np.uint8)

@@ -40,7 +40,7 @@ from ..gguf.names import GGUFView
 from .config import CodecConfig
 from ..kernels import codec_attn as ka
 from ..kernels import conv as kc
-from ..kernels.matmul import release_pages
+from ..kernels.memory import release_pages
 from ..kernels import snake as ks
 
 SNAKE_EPS = 1e-9
