@@ -8,7 +8,7 @@ sampling in HF order; yields every frame's codes as soon as they exist.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

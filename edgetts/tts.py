@@ -23,7 +23,7 @@ from .kvcache import KVCache
 from .models import config as _config
 from .models.predictor import Predictor
 from .models.talker import Talker
-from .pipeline import Limits, Prompt, Sampling, Stats, build_prompt, frame_limits, generate_frames
+from .pipeline import Limits, Sampling, Stats, build_prompt, frame_limits, generate_frames
 from .text.tokenizer import TextTokenizer
 
 

@@ -237,7 +237,6 @@ class GGUFView:
     """
 
     def __init__(self, weights):
-        from ..weights import Tensor  # noqa: F401  (types only)
         self.weights = weights
         self._map: dict[str, str] = {}
         self._derived: dict[str, tuple[str, str]] = {}

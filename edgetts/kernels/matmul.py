@@ -341,7 +341,10 @@ def repack_x8(w, bpb, out):
                     out[o + 2 * ROWS + k * qb + i] = w[r, b * bpb + 2 + i]
 
 
-# x86: eight rows per step from the x8 copy p, the last rows % 8 with the generic row from w
+# x86: eight rows per step from the x8 copy p, the last rows % 8 with the generic row from w.
+# One plain function per (type, ISA), not closures made by a factory: numba's cache keys a closure
+# by its pickled values, and an intrinsic or a dispatcher pickles differently in every process,
+# so factory-made kernels would be recompiled (seconds) at every start.
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def matvec_q8_0_vnni(p, w, wd, xq, xd, xs, out):
     rows, nb = w.shape[0], xd.shape[0]

@@ -23,15 +23,13 @@ gathers); SnakeBeta's exp(alpha) and 1/(exp(beta)+1e-9) are precomputed. Layouts
   ConvNeXt linears  copy [in, out]                          (BLAS GEMM)
 
 Threads: `threads` (default 2, or EDGETTS_CODEC_THREADS) Python threads split rows / columns of
-each stage; BLAS runs single-threaded inside them (see _Rows). Use threads=1 when the codec
+each stage; BLAS runs single-threaded inside them (see kernels/pool.py). Use threads=1 when the codec
 shares two cores with a busy LM thread.
 """
 from __future__ import annotations
 
-import os
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -41,116 +39,11 @@ from .config import CodecConfig
 from ..kernels import codec_attn as ka
 from ..kernels import conv as kc
 from ..kernels.memory import release_pages
+from ..kernels.pool import Rows, as_f32, default_threads
 from ..kernels import snake as ks
 
 SNAKE_EPS = 1e-9
 CONVNEXT_EPS = 1e-6
-
-
-# ------------------------------------------------------------------------------------ threads
-class _Rows:
-    """The codec's own 2-way (n-way) parallelism on Python threads running nogil numba kernels
-    and single-threaded BLAS calls. (OpenBLAS's own threads and numba's prange pool spin at
-    every call's barrier, which costs milliseconds per call as soon as anything else, e.g. the
-    LM thread, competes for the cores; futures block instead.)
-
-    rows(fn, x, *args, rows=...) splits a row-wise kernel over row ranges; par(fn, n) runs
-    fn(a, b) over a split of range(n); gemm(a, w, out) splits a product by rows of `a` when it
-    has many, else by columns of `w` (small-M products are weight-bandwidth bound).
-    """
-
-    MIN_ELEMS = 1 << 17  # elements below which a row-wise kernel is not split
-    MIN_GEMM = 1 << 24  # multiply-adds (~0.2 ms) below which a product is not split
-    MIN_LIN = 1 << 21   # the same for the numba few-row kernel (no packing: cheap to split)
-
-    def __init__(self, threads: int):
-        self.threads = max(1, int(threads))
-        self.pool = None
-        if self.threads > 1:
-            self.pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="codec",
-                                           initializer=kc.blas_threads, initargs=(1,))
-
-    def par(self, fn, n):
-        if self.pool is None or n < 2:
-            fn(0, n)
-            return
-        parts = min(self.threads, n)
-        bounds = [(i * n // parts, (i + 1) * n // parts) for i in range(parts)]
-        futs = [self.pool.submit(fn, a, b) for a, b in bounds[1:]]
-        try:
-            fn(*bounds[0])
-        finally:
-            for f in futs:
-                f.result()
-
-    def __call__(self, fn, x, *args, rows=(), extra=0):
-        """fn(x[a:b], *args) with every array in `rows` (indexes into args) sliced the same way.
-
-        extra: rows of left context the sliced arrays in `rows` carry beyond x's rows (im2col)."""
-        T = x.shape[0]
-        if self.pool is None or x.size < self.MIN_ELEMS:
-            fn(x, *args)
-            return
-
-        def part(a, b):
-            aa = list(args)
-            for i in rows:
-                aa[i] = args[i][a: b + extra]
-            fn(x[a:b], *aa)
-
-        self.par(part, T)
-
-    def lin(self, x, w):
-        """x [M, K] @ w[N, K]^T with the numba few-row kernel (w as stored: [out, in]),
-        output columns split over the threads."""
-        w = _f32(w)
-        M, K = x.shape
-        N = w.shape[0]
-        M4 = -(-M // 4) * 4
-        if M4 != M or not x.flags.c_contiguous:
-            xp = np.zeros((M4, K), np.float32)
-            xp[:M] = x
-        else:
-            xp = x
-        out = np.empty((M4, N), np.float32)
-        if self.pool is None or M4 * K * N < self.MIN_LIN:
-            ka.linear_rows(xp, w, out, 0, N)
-        else:
-            self.par(lambda n0, n1: ka.linear_rows(xp, w, out, n0, n1), N)
-        return out[:M] if M4 == M else np.ascontiguousarray(out[:M])
-
-    def gemm(self, a, w, out=None):
-        w = _f32(w)
-        M, K = a.shape
-        N = w.shape[1]
-        if out is None:
-            out = np.empty((M, N), np.float32)
-        if self.pool is None or M * K * N < self.MIN_GEMM:
-            return kc.matmul(a, w, out)
-        if M >= 64 * self.threads:
-            self.par(lambda r0, r1: kc.matmul(a[r0:r1], w, out[r0:r1]), M)
-        else:
-            blocks = N // 64
-
-            a2 = a
-            if M == 1:  # as kc.matmul: one row is the first row of a 2-row sgemm
-                a2 = np.zeros((2, K), np.float32)
-                a2[0] = a[0]
-
-            def cols(b0, b1):
-                c0, c1 = b0 * 64, (N if b1 == blocks else b1 * 64)
-                # np.matmul reads the column slice in place (ldb = N); np.dot (kc.matmul) would
-                # copy it: the whole weight matrix per call across the threads
-                out[:, c0:c1] = np.matmul(a2, w[:, c0:c1])[:M]
-            self.par(cols, blocks)
-        return out
-
-
-def default_threads() -> int:
-    env = os.environ.get("EDGETTS_CODEC_THREADS")
-    if env:
-        return max(1, int(env))
-    return max(1, min(2, os.cpu_count() or 1))
 
 
 # ------------------------------------------------------------------------------------ layers
@@ -233,6 +126,56 @@ class _TransConv:
         return out
 
 
+@dataclass
+class _TfmLayer:
+    """One pre-norm transformer layer: Linears as stored [out, in], LayerScale vectors."""
+    attn_norm: np.ndarray
+    q: np.ndarray
+    k: np.ndarray
+    v: np.ndarray
+    o: np.ndarray
+    attn_scale: np.ndarray
+    ffn_norm: np.ndarray
+    gate: np.ndarray
+    up: np.ndarray
+    down: np.ndarray
+    ffn_scale: np.ndarray
+
+
+@dataclass
+class _Upsample:
+    """Transposed conv (k = s = ratio), then a ConvNeXt block: causal depthwise conv
+    (dw_w [k, C], dw_ctx = k - 1 rows of state), LayerNorm, pw1 -> GELU -> pw2 ([in, out]), gamma."""
+    tconv: "_TransConv"
+    dw_w: np.ndarray
+    dw_b: np.ndarray
+    dw_ctx: int
+    norm_w: np.ndarray
+    norm_b: np.ndarray
+    pw1: np.ndarray
+    pw1_b: np.ndarray
+    pw2: np.ndarray
+    pw2_b: np.ndarray
+    gamma: np.ndarray
+
+
+@dataclass
+class _ResUnit:
+    """Snake1 -> dilated k7 conv1 -> Snake2 -> 1x1 conv2, added to the input (act = (exp(alpha), 1/(exp(beta)+eps)))."""
+    act1: tuple
+    conv1: "_Conv"
+    act2: tuple
+    conv2: "_Conv"
+
+
+@dataclass
+class _Block:
+    """Wave-decoder block: Snake -> transposed conv (stride = rate) -> residual units."""
+    snake: tuple
+    tconv: "_TransConv"
+    units: list
+
+
 class CodecDecoder:
     """Weights of the decoder, laid out for the time-major kernels. Built by Codec.load."""
 
@@ -265,7 +208,7 @@ class CodecDecoder:
         # transformer
         t = "tok_dec.pre_tfm."
         # transformer Linears stay as stored ([out, in], in place for F32): few rows per call,
-        # the numba few-row kernel (_Rows.lin) beats BLAS there (no weight packing)
+        # the numba few-row kernel (Rows.lin) beats BLAS there (no weight packing)
         self.in_w = get(t + "input_proj.weight", True)
         self.in_b = get(t + "input_proj.bias")
         self.layers = []
@@ -276,7 +219,7 @@ class CodecDecoder:
                     wk.shape[0] != cfg.num_key_value_heads * cfg.head_dim:
                 raise EdgeTTSError(f"codec: attention weights {wq.shape}/{wk.shape} do not match "
                                    f"heads {cfg.num_attention_heads}/{cfg.num_key_value_heads} x {cfg.head_dim}")
-            self.layers.append(dict(
+            self.layers.append(_TfmLayer(
                 attn_norm=get(b + "attn_norm.weight"),
                 q=wq, k=wk, v=wv, o=get(b + "attn_output.weight", True),
                 attn_scale=get(b + "attn_scale"),
@@ -294,7 +237,7 @@ class CodecDecoder:
         for u, ratio in enumerate(cfg.upsampling_ratios):
             p = f"tok_dec.upsample.{u}."
             dw = get(p + "dwconv.weight")  # [C, 1, k]
-            self.upsample.append(dict(
+            self.upsample.append(_Upsample(
                 tconv=_TransConv(get(p + "conv.weight", True), get(p + "conv.bias"), ratio),
                 dw_w=np.ascontiguousarray(dw[:, 0, :].T), dw_b=get(p + "dwconv.bias"),
                 dw_ctx=dw.shape[2] - 1,
@@ -313,14 +256,14 @@ class CodecDecoder:
             j = 0
             while f"{p}res.{j}.conv1.weight" in view:
                 r = f"{p}res.{j}."
-                units.append(dict(
+                units.append(_ResUnit(
                     act1=_snake_params(get(r + "act1.alpha"), get(r + "act1.beta")),
                     conv1=_Conv(get(r + "conv1.weight", True), get(r + "conv1.bias"), dilation=3 ** j),
                     act2=_snake_params(get(r + "act2.alpha"), get(r + "act2.beta")),
                     conv2=_Conv(get(r + "conv2.weight", True), get(r + "conv2.bias")),
                 ))
                 j += 1
-            self.blocks.append(dict(
+            self.blocks.append(_Block(
                 snake=_snake_params(get(p + "snake.alpha"), get(p + "snake.beta")),
                 tconv=_TransConv(get(p + "conv_t.weight", True), get(p + "conv_t.bias"), rate),
                 units=units,
@@ -347,7 +290,7 @@ class CodecDecoder:
                 h = np.asarray(t.data, np.float16).reshape(t.shape)
                 if big and keep_f16:
                     return h
-                w = _f32(h)
+                w = as_f32(h)
             else:
                 w = np.ascontiguousarray(t.numpy(), np.float32)
             release_pages(np.asarray(t.data))  # the widened copy is the resident one now
@@ -389,10 +332,10 @@ class CodecStream:
         self.kcache = np.zeros((len(d.layers), W, kvw), np.float32)
         self.vcache = np.zeros((len(d.layers), W, kvw), np.float32)
         self.n_past = 0
-        self.up_st = [(u["tconv"].state(), np.zeros((u["dw_ctx"], cfg.latent_dim), np.float32))
+        self.up_st = [(u.tconv.state(), np.zeros((u.dw_ctx, cfg.latent_dim), np.float32))
                       for u in d.upsample]
         self.dec0_st = d.dec0.state()
-        self.block_st = [(b["tconv"].state(), [u["conv1"].state() for u in b["units"]]) for b in d.blocks]
+        self.block_st = [(b.tconv.state(), [u.conv1.state() for u in b.units]) for b in d.blocks]
         self.final_st = d.final_conv.state()
 
     def push(self, codes) -> np.ndarray:
@@ -482,22 +425,22 @@ class CodecStream:
         n_past = self.n_past
         scale = np.float32(hd ** -0.5)
         for li, L in enumerate(d.layers):
-            ka.rms_norm(h, L["attn_norm"], eps, a)
-            q = lin(a, L["q"]).reshape(n, H, hd)
-            k = lin(a, L["k"]).reshape(n, Hkv, hd)
-            v = lin(a, L["v"]).reshape(n, Hkv, hd)
+            ka.rms_norm(h, L.attn_norm, eps, a)
+            q = lin(a, L.q).reshape(n, H, hd)
+            k = lin(a, L.k).reshape(n, Hkv, hd)
+            v = lin(a, L.v).reshape(n, Hkv, hd)
             ka.rope_rotate(q, cos, sin)
             ka.rope_rotate(k, cos, sin)
             kall = np.concatenate([self.kcache[li, W - n_past:].reshape(n_past, Hkv, hd), k], 0)
             vall = np.concatenate([self.vcache[li, W - n_past:].reshape(n_past, Hkv, hd), v], 0)
             ka.window_attention(q, kall, vall, n_past, cfg.sliding_window, scale, att)
-            o = lin(att.reshape(n, H * hd), L["o"])
-            ks.scale_residual(h, o, _ZERO(h.shape[1]), L["attn_scale"])
-            ka.rms_norm(h, L["ffn_norm"], eps, a)
-            g = lin(a, L["gate"])
-            ka.silu_mul(g, lin(a, L["up"]))
-            m = lin(g, L["down"])
-            ks.scale_residual(h, m, _ZERO(h.shape[1]), L["ffn_scale"])
+            o = lin(att.reshape(n, H * hd), L.o)
+            ks.scale_residual(h, o, _ZERO(h.shape[1]), L.attn_scale)
+            ka.rms_norm(h, L.ffn_norm, eps, a)
+            g = lin(a, L.gate)
+            ka.silu_mul(g, lin(a, L.up))
+            m = lin(g, L.down)
+            ks.scale_residual(h, m, _ZERO(h.shape[1]), L.ffn_scale)
             # keep the last W frames of K/V (a window of sliding_window - 1 past frames)
             if W > 0:
                 kf = kall.reshape(-1, Hkv * hd)
@@ -514,34 +457,34 @@ class CodecStream:
 
     def _upsample(self, u, st, x):
         carry, dw_st = st
-        y = u["tconv"].run(x, carry, self.rows)
+        y = u.tconv.run(x, carry, self.rows)
         T, C = y.shape
-        ctx = u["dw_ctx"]
+        ctx = u.dw_ctx
         buf = np.empty((ctx + T, C), np.float32)
         buf[:ctx] = dw_st
         buf[ctx:] = y
         dw_st[:] = buf[T:]
         h = np.empty((T, C), np.float32)
-        kc.dwconv_causal(buf, u["dw_w"], u["dw_b"], h)
-        self.rows(ks.layer_norm, h, u["norm_w"], u["norm_b"], CONVNEXT_EPS, h, rows=(3,))
-        p = self.rows.gemm(h, u["pw1"])
-        self.rows(ks.gelu_erf, p, u["pw1_b"])
-        q = self.rows.gemm(p, u["pw2"])
-        self.rows(ks.scale_residual, y, q, u["pw2_b"], u["gamma"], rows=(0,))
+        kc.dwconv_causal(buf, u.dw_w, u.dw_b, h)
+        self.rows(ks.layer_norm, h, u.norm_w, u.norm_b, CONVNEXT_EPS, h, rows=(3,))
+        p = self.rows.gemm(h, u.pw1)
+        self.rows(ks.gelu_erf, p, u.pw1_b)
+        q = self.rows.gemm(p, u.pw2)
+        self.rows(ks.scale_residual, y, q, u.pw2_b, u.gamma, rows=(0,))
         return y
 
     def _block(self, blk, st, x, bias):
         carry, unit_st = st
-        a, ib = blk["snake"]
+        a, ib = blk.snake
         s = np.empty_like(x)
         self.rows(ks.snake_beta, x, bias, a, ib, s, rows=(3,))
-        y = blk["tconv"].run(s, carry, self.rows)
+        y = blk.tconv.run(s, carry, self.rows)
         T, C = y.shape
         zero = _ZERO(C)
-        for u, ust in zip(blk["units"], unit_st):
-            c1, c2 = u["conv1"], u["conv2"]
-            a1, ib1 = u["act1"]
-            a2, ib2 = u["act2"]
+        for u, ust in zip(blk.units, unit_st):
+            c1, c2 = u.conv1, u.conv2
+            a1, ib1 = u.act1
+            a2, ib2 = u.act2
             ctx = c1.ctx
             buf = c1.padded(ust, T)
             # phase 1: Snake1 into the conv input, after the left context
@@ -549,7 +492,7 @@ class CodecStream:
             ust[:] = buf[T:]
             # phase 2, each thread on its own rows: im2col, dilated k7 conv (GEMM), Snake2,
             # 1x1 conv (GEMM), residual add. Rows are independent once phase 1 is done.
-            w1, w2 = _f32(c1.w), _f32(c2.w)
+            w1, w2 = as_f32(c1.w), as_f32(c2.w)
             if self.rows.pool is None or T * C * C * c1.k < self.rows.MIN_GEMM:
                 self._unit_rows(u, w1, w2, buf, y, 0, T)
             else:
@@ -566,8 +509,8 @@ class CodecStream:
     @classmethod
     def _unit_rows(cls, u, w1, w2, buf, y, r0, r1):
         """Rows r0..r1 of a residual unit, in tiles: im2col, k7 conv, Snake2, 1x1 conv, += y."""
-        c1, c2 = u["conv1"], u["conv2"]
-        a2, ib2 = u["act2"]
+        c1, c2 = u.conv1, u.conv2
+        a2, ib2 = u.act2
         K = c1.k * c1.cin
         tile = max(16, (cls.TILE_FLOATS if K * c1.cout <= cls.SMALL_W else cls.WIDE_TILE_FLOATS) // K)
         cols = np.empty((min(tile, max(r1 - r0, 0)), K), np.float32)
@@ -593,15 +536,6 @@ def _linear_t(*ws):
     return out
 
 
-def _f32(w):
-    """A weight as float32: itself, or widened from float16 for this call (keep_f16)."""
-    if w.dtype == np.float32:
-        return w
-    out = np.empty(w.shape, np.float32)
-    kc.widen_f16(np.ascontiguousarray(w).view(np.uint16), out, kc.F16_TABLE)
-    return out
-
-
 _ZEROS: dict = {}
 
 
@@ -620,7 +554,7 @@ class Codec:
 
     def __init__(self, decoder: CodecDecoder, threads: int | None = None):
         self.decoder = decoder
-        self.rows = _Rows(default_threads() if threads is None else threads)
+        self.rows = Rows(default_threads() if threads is None else threads)
         cfg = decoder.cfg
         self.config = cfg
         self.sample_rate = cfg.sample_rate
