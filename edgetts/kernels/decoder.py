@@ -25,6 +25,8 @@ sample / argmax), so results equal the per-op path bit for bit (tests/test_decod
 quantized matrices in the x86 x8 layout with rows % 8 == 0 run here (models/talker.py decides);
 everything else keeps the per-op path.
 """
+from typing import NamedTuple
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
@@ -34,7 +36,7 @@ from numba.extending import intrinsic
 from .attention import _head_rmsnorm_rope, attend_head
 from .matmul import ROWS, rows8_q4_0_avx2, rows8_q4_0_vnni, rows8_q8_0_avx2, rows8_q8_0_vnni
 from .norm import add_rmsnorm, rmsnorm
-from .quant import (KERNEL_ISA, Q4_0_BYTES, Q8_0_BYTES, dequantize_q4_0_rows, dequantize_q8_0_rows,
+from .quant import (KERNEL_ISA, QK, Q4_0_BYTES, Q8_0_BYTES, dequantize_q4_0_rows, dequantize_q8_0_rows,
                     quantize_act)
 from .sampling import argmax, sample
 
@@ -47,6 +49,54 @@ PHASES_PER_LAYER = 5
 
 _R8Q8 = rows8_q8_0_vnni if KERNEL_ISA == "vnni" else rows8_q8_0_avx2
 _R8Q4 = rows8_q4_0_vnni if KERNEL_ISA == "vnni" else rows8_q4_0_avx2
+
+
+# ------------------------------------------------------------------------------ named state
+class StackWeights(NamedTuple):
+    """A decoder stack as the fused kernels read it (L layers, hidden H, head_dim hd)."""
+    P: object               # numba typed List of 4L x8 byte arrays: [qkv, o, gate|up, down] per layer
+    kinds: np.ndarray       # int64 [4L]: KIND_Q8_0 | KIND_Q4_0 of each P entry
+    rows: np.ndarray        # int64 [4L]: output rows of each P entry
+    attn_norm: np.ndarray   # f32 [L, H]
+    ffn_norm: np.ndarray    # f32 [L, H]
+    q_norm: np.ndarray      # f32 [L, hd]
+    k_norm: np.ndarray      # f32 [L, hd]
+    out_norm: np.ndarray    # f32 [H]
+    eps: np.float32
+    n_heads: int
+    n_kv_heads: int
+    cos: np.ndarray         # f32 [positions, hd // 2] RoPE tables
+    sin: np.ndarray
+
+
+class RunState(NamedTuple):
+    """Scratch of one row through a stack (A = n_heads * hd, F = ffn width, K = max(H, A))."""
+    h: np.ndarray           # f32 [1, H]  normed input of the current product
+    qkv: np.ndarray         # f32 [A + 2 n_kv_heads hd]
+    att: np.ndarray         # f32 [A]
+    r: np.ndarray           # f32 [1, H]  product output added to the residual stream
+    gu: np.ndarray          # f32 [1, 2F] gate | up
+    act: np.ndarray         # f32 [1, F]  silu(gate) * up
+    y: np.ndarray           # f32 [1, H]  final norm
+    xq: np.ndarray          # int8 [K]      the quantized product input (QK-blocks)
+    xd: np.ndarray          # f32 [K // QK]  its block scales
+    xs: np.ndarray          # int32 [K // QK] its block sums
+    xq2: np.ndarray         # int8 [F]      the quantized down-projection input
+    xd2: np.ndarray         # f32 [F // QK]
+    xs2: np.ndarray         # int32 [F // QK]
+    scores: np.ndarray      # f32 [n_kv_heads, cap] attention work rows
+    ctr: np.ndarray         # int64 phase counters, then chunk and spins (counters())
+
+
+class FrameHeads(NamedTuple):
+    """What predictor_frame needs beyond the stack: per code group j, its head and the
+    embedding table of its code (the next step's input)."""
+    heads: object           # typed List of x8 byte arrays, one per head
+    head_kinds: np.ndarray  # int64 [G - 1]
+    embd: object            # typed List of GGML rows (uint8 [vocab, row bytes]), one per table
+    embd_kinds: np.ndarray  # int64 [G - 1]
+    logits: np.ndarray      # f32 [vocab] the current head's logits
+    work: np.ndarray        # f32 [vocab] sampling scratch
 
 
 # ------------------------------------------------------------------------------ atomics
@@ -180,7 +230,7 @@ def _swiglu(ctr, ph, kind, p, xq, xd, xs, gu, act, aq, ad, as_):
     W_gate|up . x, act[j] = silu(gate) * up, and act's int8 blocks there (the down input)."""
     nb = xd.shape[0]
     F = act.shape[1]
-    chunk = max(ctr[ctr.shape[0] - 2] // 2 // 32 * 32, 32)
+    chunk = max(ctr[ctr.shape[0] - 2] // 2 // QK * QK, QK)
     n = (F + chunk - 1) // chunk
     last = False
     while True:
@@ -191,7 +241,7 @@ def _swiglu(ctr, ph, kind, p, xq, xd, xs, gu, act, aq, ad, as_):
         _rows(kind, p, nb, xq, xd, xs, gu[0], a, b)
         _rows(kind, p, nb, xq, xd, xs, gu[0], F + a, F + b)
         _silu_mul_range(gu, F, a, b, act)
-        quantize_act(act[0, a:b], aq[a:b], ad[a // 32:b // 32], as_[a // 32:b // 32])
+        quantize_act(act[0, a:b], aq[a:b], ad[a // QK:b // QK], as_[a // QK:b // QK])
         last = _finish(ctr, ph, n) or last
     return last
 
@@ -222,54 +272,56 @@ def _attend_kv_head(qkv, kvh, n_heads, n_kv_heads, q_norm, k_norm, eps, cos_p, s
 
 
 @njit(cache=True, nogil=True)
-def _layers(ph, P, kinds, rows, x, attn_norm, ffn_norm, q_norm, k_norm, out_norm, eps, n_heads,
-            n_kv_heads, cos, sin, pos, k_cache, v_cache, h, qkv, att, r, gu, act, y,
-            xq, xd, xs, xq2, xd2, xs2, scores, quantize_y, ctr):
-    """Every layer for one row at pos, from phase ph (layer 0's input already normed into h and
-    quantized into xq); the last tail leaves y = final norm (quantized into xq when quantize_y).
-    Per layer 5 phases: qkv | attention (tail: quantize att) | o (tail: residual + ffn norm +
-    quantize) | gate|up + SwiGLU + quantize | down (tail: residual + next norm + quantize).
-    Returns the next phase."""
-    n_layers = attn_norm.shape[0]
+def _layers(ph, W, S, x, pos, k_cache, v_cache, quantize_y):
+    """Every layer for one row x at pos, from phase ph (layer 0's input already normed into S.h
+    and quantized into S.xq); the last tail leaves S.y = final norm (quantized into S.xq when
+    quantize_y). Per layer 5 phases: qkv | attention (tail: quantize att) | o (tail: residual +
+    ffn norm + quantize) | gate|up + SwiGLU + quantize | down (tail: residual + next norm +
+    quantize). Returns the next phase."""
+    ctr = S.ctr
+    n_layers = W.attn_norm.shape[0]
     H = x.shape[1]
-    A = att.shape[0]
+    A = S.att.shape[0]
+    xq, xd, xs = S.xq, S.xd, S.xs
     for li in range(n_layers):
         m = 4 * li
-        if _product(ctr, ph, kinds[m], P[m], rows[m], xq[:H], xd[:H // 32], xs[:H // 32], qkv):
+        if _product(ctr, ph, W.kinds[m], W.P[m], W.rows[m], xq[:H], xd[:H // QK], xs[:H // QK], S.qkv):
             _release(ctr, ph)
         _wait(ctr, ph)
         ph += 1
         last = False
         while True:
-            u = _claim(ctr, ph, n_kv_heads)
+            u = _claim(ctr, ph, W.n_kv_heads)
             if u < 0:
                 break
-            _attend_kv_head(qkv, u, n_heads, n_kv_heads, q_norm[li], k_norm[li], eps, cos[pos], sin[pos],
-                            pos, k_cache[li], v_cache[li], att, scores[u])
-            last = _finish(ctr, ph, n_kv_heads) or last
+            _attend_kv_head(S.qkv, u, W.n_heads, W.n_kv_heads, W.q_norm[li], W.k_norm[li], W.eps,
+                            W.cos[pos], W.sin[pos], pos, k_cache[li], v_cache[li], S.att, S.scores[u])
+            last = _finish(ctr, ph, W.n_kv_heads) or last
         if last:
-            quantize_act(att, xq[:A], xd[:A // 32], xs[:A // 32])
+            quantize_act(S.att, xq[:A], xd[:A // QK], xs[:A // QK])
             _release(ctr, ph)
         _wait(ctr, ph)
         ph += 1
-        if _product(ctr, ph, kinds[m + 1], P[m + 1], rows[m + 1], xq[:A], xd[:A // 32], xs[:A // 32], r[0]):
-            add_rmsnorm(x, r, ffn_norm[li], eps, h)
-            quantize_act(h[0], xq[:H], xd[:H // 32], xs[:H // 32])
+        if _product(ctr, ph, W.kinds[m + 1], W.P[m + 1], W.rows[m + 1], xq[:A], xd[:A // QK], xs[:A // QK],
+                    S.r[0]):
+            add_rmsnorm(x, S.r, W.ffn_norm[li], W.eps, S.h)
+            quantize_act(S.h[0], xq[:H], xd[:H // QK], xs[:H // QK])
             _release(ctr, ph)
         _wait(ctr, ph)
         ph += 1
-        if _swiglu(ctr, ph, kinds[m + 2], P[m + 2], xq[:H], xd[:H // 32], xs[:H // 32], gu, act, xq2, xd2, xs2):
+        if _swiglu(ctr, ph, W.kinds[m + 2], W.P[m + 2], xq[:H], xd[:H // QK], xs[:H // QK], S.gu, S.act,
+                   S.xq2, S.xd2, S.xs2):
             _release(ctr, ph)
         _wait(ctr, ph)
         ph += 1
-        if _product(ctr, ph, kinds[m + 3], P[m + 3], rows[m + 3], xq2, xd2, xs2, r[0]):
+        if _product(ctr, ph, W.kinds[m + 3], W.P[m + 3], W.rows[m + 3], S.xq2, S.xd2, S.xs2, S.r[0]):
             if li + 1 < n_layers:
-                add_rmsnorm(x, r, attn_norm[li + 1], eps, h)
-                quantize_act(h[0], xq[:H], xd[:H // 32], xs[:H // 32])
+                add_rmsnorm(x, S.r, W.attn_norm[li + 1], W.eps, S.h)
+                quantize_act(S.h[0], xq[:H], xd[:H // QK], xs[:H // QK])
             else:
-                add_rmsnorm(x, r, out_norm, eps, y)
+                add_rmsnorm(x, S.r, W.out_norm, W.eps, S.y)
                 if quantize_y:
-                    quantize_act(y[0], xq[:H], xd[:H // 32], xs[:H // 32])
+                    quantize_act(S.y[0], xq[:H], xd[:H // QK], xs[:H // QK])
             _release(ctr, ph)
         _wait(ctr, ph)
         ph += 1
@@ -277,97 +329,83 @@ def _layers(ph, P, kinds, rows, x, attn_norm, ffn_norm, q_norm, k_norm, out_norm
 
 
 @njit(cache=True, nogil=True)
-def _first_norm(x, attn_norm, eps, h, xq, xd, xs):
+def _first_norm(W, S, x):
     H = x.shape[1]
-    rmsnorm(x, attn_norm[0], eps, h)
-    quantize_act(h[0], xq[:H], xd[:H // 32], xs[:H // 32])
+    rmsnorm(x, W.attn_norm[0], W.eps, S.h)
+    quantize_act(S.h[0], S.xq[:H], S.xd[:H // QK], S.xs[:H // QK])
 
 
 @njit(cache=True, nogil=True)
-def _program(P, kinds, rows, x, attn_norm, ffn_norm, q_norm, k_norm, out_norm, eps, n_heads,
-             n_kv_heads, cos, sin, pos, k_cache, v_cache, h, qkv, att, r, gu, act, y,
-             xq, xd, xs, xq2, xd2, xs2, scores, head, head_kind, logits, ctr):
-    """What every thread of decoder_step runs. x, h, r, y: [1, H]; gu [1, 2F], act [1, F];
-    xq/xd/xs quantized activation of width max(H, n_heads*hd), xq2/... of width F;
-    scores [n_kv_heads, cap]."""
+def _program(W, S, x, pos, k_cache, v_cache, head, head_kind, logits):
+    """What every thread of decoder_step runs."""
+    ctr = S.ctr
     H = x.shape[1]
     ph = 0
     if _claim(ctr, ph, 1) == 0:
-        _first_norm(x, attn_norm, eps, h, xq, xd, xs)
+        _first_norm(W, S, x)
         _release(ctr, ph)
     _wait(ctr, ph)
-    ph = _layers(ph + 1, P, kinds, rows, x, attn_norm, ffn_norm, q_norm, k_norm, out_norm, eps, n_heads,
-                 n_kv_heads, cos, sin, pos, k_cache, v_cache, h, qkv, att, r, gu, act, y,
-                 xq, xd, xs, xq2, xd2, xs2, scores, head.size > 0, ctr)
+    ph = _layers(ph + 1, W, S, x, pos, k_cache, v_cache, head.size > 0)
     if head.size > 0:
-        if _product(ctr, ph, head_kind, head, logits.shape[0], xq[:H], xd[:H // 32], xs[:H // 32], logits):
+        if _product(ctr, ph, head_kind, head, logits.shape[0], S.xq[:H], S.xd[:H // QK], S.xs[:H // QK],
+                    logits):
             _release(ctr, ph)
         _wait(ctr, ph)
 
 
 @njit(cache=True, nogil=True)
-def _frame_program(P, kinds, rows, x_in, x, attn_norm, ffn_norm, q_norm, k_norm, out_norm, eps, n_heads,
-                   n_kv_heads, cos, sin, k_cache, v_cache, h, qkv, att, r, gu, act, y,
-                   xq, xd, xs, xq2, xd2, xs2, scores, heads, head_kinds, logits, embd, embd_kinds,
-                   us, greedy, temperature, top_k, top_p, work, codes_out, logits_out, forced, ctr):
+def _frame_program(W, S, F, x_in, x, k_cache, v_cache, us, greedy, temperature, top_k, top_p,
+                   codes_out, logits_out, forced):
     """What every thread of predictor_frame runs: rows x_in[0], x_in[1] at positions 0, 1, then
     one row per code; the head phase's tail picks the code and embeds it as the next row."""
+    ctr = S.ctr
     H = x.shape[1]
     ph = 0
     for pos in range(2):
         if _claim(ctr, ph, 1) == 0:
             x[0] = x_in[pos]
-            _first_norm(x, attn_norm, eps, h, xq, xd, xs)
+            _first_norm(W, S, x)
             _release(ctr, ph)
         _wait(ctr, ph)
         if pos == 0:
-            ph = _layers(ph + 1, P, kinds, rows, x, attn_norm, ffn_norm, q_norm, k_norm, out_norm, eps,
-                         n_heads, n_kv_heads, cos, sin, 0, k_cache, v_cache, h, qkv, att, r, gu, act, y,
-                         xq, xd, xs, xq2, xd2, xs2, scores, False, ctr)
+            ph = _layers(ph + 1, W, S, x, 0, k_cache, v_cache, False)
     ph += 1
-    n_codes = head_kinds.shape[0]
+    n_codes = F.head_kinds.shape[0]
     for j in range(n_codes):
-        ph = _layers(ph, P, kinds, rows, x, attn_norm, ffn_norm, q_norm, k_norm, out_norm, eps,
-                     n_heads, n_kv_heads, cos, sin, j + 1, k_cache, v_cache, h, qkv, att, r, gu, act, y,
-                     xq, xd, xs, xq2, xd2, xs2, scores, True, ctr)
-        if _product(ctr, ph, head_kinds[j], heads[j], logits.shape[0], xq[:H], xd[:H // 32], xs[:H // 32],
-                    logits):
+        ph = _layers(ph, W, S, x, j + 1, k_cache, v_cache, True)
+        if _product(ctr, ph, F.head_kinds[j], F.heads[j], F.logits.shape[0], S.xq[:H], S.xd[:H // QK],
+                    S.xs[:H // QK], F.logits):
             if logits_out.shape[0] > 0:
-                logits_out[j] = logits
+                logits_out[j] = F.logits
             if greedy:
-                c = argmax(logits)
+                c = argmax(F.logits)
             else:
-                c = sample(logits, temperature, top_k, top_p, us[j], work)
+                c = sample(F.logits, temperature, top_k, top_p, us[j], F.work)
             if forced.shape[0] > 0:
                 c = forced[j]
             codes_out[j] = c
             if j + 1 < n_codes:
-                if embd_kinds[j] == KIND_Q8_0:
-                    dequantize_q8_0_rows(embd[j], c, c + 1, x)
+                if F.embd_kinds[j] == KIND_Q8_0:
+                    dequantize_q8_0_rows(F.embd[j], c, c + 1, x)
                 else:
-                    dequantize_q4_0_rows(embd[j], c, c + 1, x)
-                _first_norm(x, attn_norm, eps, h, xq, xd, xs)
+                    dequantize_q4_0_rows(F.embd[j], c, c + 1, x)
+                _first_norm(W, S, x)
             _release(ctr, ph)
         _wait(ctr, ph)
         ph += 1
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def predictor_frame(n_threads, P, kinds, rows, x_in, x, attn_norm, ffn_norm, q_norm, k_norm, out_norm, eps,
-                    n_heads, n_kv_heads, cos, sin, k_cache, v_cache, h, qkv, att, r, gu, act, y,
-                    xq, xd, xs, xq2, xd2, xs2, scores, heads, head_kinds, logits, embd, embd_kinds,
-                    us, greedy, temperature, top_k, top_p, work, codes_out, logits_out, forced, ctr):
-    """A whole code-predictor frame (spec/talker.md 5.3, no input projection) in ONE parallel
-    region: codes_out[j] for every head j; x_in [2, H] = [h_prev, E(c0)]; heads / embd: typed
-    Lists of the heads' x8 copies and the embedding tables' GGML rows (j -> input of step j+1);
-    us[j]: the uniform draw of code j; logits_out [n, V] (n = 0: not kept), forced [n] (n = 0:
-    none). ctr from counters(n_layers, n_codes + 1)."""
-    ctr[:ctr.shape[0] - 2] = 0
+def predictor_frame(n_threads, W, S, F, x_in, x, k_cache, v_cache, us, greedy, temperature, top_k,
+                    top_p, codes_out, logits_out, forced):
+    """A whole code-predictor frame (no input projection) in ONE parallel region: codes_out[j]
+    for every head j. x_in [2, H] = [h_prev, E(c0)]; x [1, H] the residual row; us[j]: the
+    uniform draw of code j; logits_out [n, V] (n = 0: not kept); forced [n] (n = 0: none).
+    W, S: StackWeights and RunState (S.ctr from counters(n_layers, n_codes + 1)); F: FrameHeads."""
+    S.ctr[:S.ctr.shape[0] - 2] = 0
     for t in prange(n_threads):
-        _frame_program(P, kinds, rows, x_in, x, attn_norm, ffn_norm, q_norm, k_norm, out_norm, eps, n_heads,
-                       n_kv_heads, cos, sin, k_cache, v_cache, h, qkv, att, r, gu, act, y,
-                       xq, xd, xs, xq2, xd2, xs2, scores, heads, head_kinds, logits, embd, embd_kinds,
-                       us, greedy, temperature, top_k, top_p, work, codes_out, logits_out, forced, ctr)
+        _frame_program(W, S, F, x_in, x, k_cache, v_cache, us, greedy, temperature, top_k, top_p,
+                       codes_out, logits_out, forced)
 
 
 def counters(n_layers: int, steps: int = 1, chunk: int = CHUNK, spins: int = SPINS) -> np.ndarray:
@@ -381,15 +419,10 @@ def counters(n_layers: int, steps: int = 1, chunk: int = CHUNK, spins: int = SPI
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def decoder_step(n_threads, P, kinds, rows, x, attn_norm, ffn_norm, q_norm, k_norm, out_norm, eps,
-                 n_heads, n_kv_heads, cos, sin, pos, k_cache, v_cache, h, qkv, att, r, gu, act, y,
-                 xq, xd, xs, xq2, xd2, xs2, scores, head, head_kind, logits, ctr):
-    """One row x [1, H] at position pos through every layer (x updated in place), y = final
-    norm, logits = head . y when head (x8 bytes) is not empty. P: typed List of the layers'
-    x8 copies [qkv, o, gate|up, down] * n_layers with kinds / rows per entry. ctr: int64 work
-    array from counters(n_layers)."""
-    ctr[:ctr.shape[0] - 2] = 0
+def decoder_step(n_threads, W, S, x, pos, k_cache, v_cache, head, head_kind, logits):
+    """One row x [1, H] at position pos through every layer (x updated in place), S.y = final
+    norm, logits = head . y when head (x8 bytes) is not empty. W: StackWeights, S: RunState
+    (S.ctr from counters(n_layers)); k_cache, v_cache [L, n_kv_heads, cap, hd]."""
+    S.ctr[:S.ctr.shape[0] - 2] = 0
     for t in prange(n_threads):
-        _program(P, kinds, rows, x, attn_norm, ffn_norm, q_norm, k_norm, out_norm, eps, n_heads,
-                 n_kv_heads, cos, sin, pos, k_cache, v_cache, h, qkv, att, r, gu, act, y,
-                 xq, xd, xs, xq2, xd2, xs2, scores, head, head_kind, logits, ctr)
+        _program(W, S, x, pos, k_cache, v_cache, head, head_kind, logits)

@@ -53,10 +53,12 @@ class Predictor:
             return None
         if not all(e.dtype in decoder.KINDS and e._x8.size == 0 for e in self.embd):
             return None
-        return dict(heads=typed.List([m.prepare()._x8 for m in self.heads]),
-                    head_kinds=np.array([decoder.KINDS[m.dtype] for m in self.heads], np.int64),
-                    embd=typed.List([e.data for e in self.embd]),
-                    embd_kinds=np.array([decoder.KINDS[e.dtype] for e in self.embd], np.int64),
+        return dict(heads=decoder.FrameHeads(
+                        heads=typed.List([m.prepare()._x8 for m in self.heads]),
+                        head_kinds=np.array([decoder.KINDS[m.dtype] for m in self.heads], np.int64),
+                        embd=typed.List([e.data for e in self.embd]),
+                        embd_kinds=np.array([decoder.KINDS[e.dtype] for e in self.embd], np.int64),
+                        logits=self.logits, work=self.work),
                     ctr=decoder.counters(len(st.layers), self.groups),
                     no_us=np.zeros(self.groups - 1), no_forced=np.zeros(0, np.int64),
                     no_logits=np.zeros((0, self.logits.shape[0]), np.float32))
@@ -70,16 +72,13 @@ class Predictor:
         if logits_out is not None and not (logits_out.dtype == np.float32 and logits_out.flags.c_contiguous
                                            and logits_out.shape == (G1, self.logits.shape[0])):
             return False
-        st, f, c, b, cache = self.stack, self.stack._fused, self.stack.cfg, self.buf1, self.cache
+        st, cache = self.stack, self.cache
         us = ff["no_us"] if greedy else rng.random(G1)   # the draws frame() takes one by one
         forced = ff["no_forced"] if forced is None else np.ascontiguousarray(forced, np.int64)
         decoder.predictor_frame(
-            numba.get_num_threads(), f["P"], f["kinds"], f["rows"], self.x2, self.x1, f["attn_norm"],
-            f["ffn_norm"], f["q_norm"], f["k_norm"], st.out_norm, st.eps, c.n_heads, c.n_kv_heads, st.cos, st.sin,
-            cache.k, cache.v, b.h, b.qkv[0], b.att[0], b.r, b.gu, b.act, b.y, f["xq"], f["xd"], f["xs"],
-            f["xq2"], f["xd2"], f["xs2"], st.scores(cache), ff["heads"], ff["head_kinds"], self.logits,
-            ff["embd"], ff["embd_kinds"], us, bool(greedy), float(temperature), int(top_k), float(top_p),
-            self.work, codes_out, ff["no_logits"] if logits_out is None else logits_out, forced, ff["ctr"])
+            numba.get_num_threads(), st.weights(), st.run_state(self.buf1, cache, ff["ctr"]), ff["heads"],
+            self.x2, self.x1, cache.k, cache.v, us, bool(greedy), float(temperature), int(top_k), float(top_p),
+            codes_out, ff["no_logits"] if logits_out is None else logits_out, forced)
         cache.pos = self.groups
         return True
 

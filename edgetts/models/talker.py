@@ -18,6 +18,7 @@ from ..kernels.rope import rope_tables
 from .config import StackConfig, TalkerConfig
 
 from ..kernels.matmul import ROWS, Matrix
+from ..kernels.quant import QK
 
 _NO_BYTES = np.zeros(0, np.uint8)
 _NO_BYTES.flags.writeable = False
@@ -92,7 +93,7 @@ class Stack:
         return decoder.SUPPORTED and m.dtype in decoder.KINDS and m.rows % ROWS == 0 and m.rows >= ROWS
 
     def _fused_setup(self):
-        """Inputs of kernels.decoder.decoder_step (one parallel region per single-row step) when
+        """The fused path's weights (decoder.StackWeights) and quantized-activation scratch when
         every layer matrix is quantized in the x86 x8 layout; None keeps the per-op path."""
         from numba import typed
 
@@ -100,21 +101,20 @@ class Stack:
         if not mats or not all(self._x8_ok(m) for m in mats):
             return None
         c = self.cfg
-        P = typed.List([m.prepare()._x8 for m in mats])
-        A = c.n_heads * c.head_dim
-        W = max(c.hidden, A)
-        return dict(
-            P=P, kinds=np.array([decoder.KINDS[m.dtype] for m in mats], np.int64),
+        K = max(c.hidden, c.n_heads * c.head_dim)
+        self._W = decoder.StackWeights(
+            P=typed.List([m.prepare()._x8 for m in mats]),
+            kinds=np.array([decoder.KINDS[m.dtype] for m in mats], np.int64),
             rows=np.array([m.rows for m in mats], np.int64),
             attn_norm=np.stack([L.attn_norm for L in self.layers]),
             ffn_norm=np.stack([L.ffn_norm for L in self.layers]),
             q_norm=np.stack([L.q_norm for L in self.layers]),
             k_norm=np.stack([L.k_norm for L in self.layers]),
-            xq=np.zeros(W, np.int8), xd=np.zeros(W // 32, np.float32), xs=np.zeros(W // 32, np.int32),
-            xq2=np.zeros(c.ffn, np.int8), xd2=np.zeros(c.ffn // 32, np.float32),
-            xs2=np.zeros(c.ffn // 32, np.int32),
-            ctr=decoder.counters(len(self.layers)),
-            scores=None)
+            out_norm=self.out_norm, eps=self.eps, n_heads=c.n_heads, n_kv_heads=c.n_kv_heads,
+            cos=self.cos, sin=self.sin)
+        return dict(xq=np.zeros(K, np.int8), xd=np.zeros(K // QK, np.float32), xs=np.zeros(K // QK, np.int32),
+                    xq2=np.zeros(c.ffn, np.int8), xd2=np.zeros(c.ffn // QK, np.float32),
+                    xs2=np.zeros(c.ffn // QK, np.int32), scores=None, ctr=decoder.counters(len(self.layers)))
 
     @property
     def fused(self) -> bool:
@@ -128,29 +128,37 @@ class Stack:
             f["scores"] = np.zeros((self.cfg.n_kv_heads, cache.k.shape[2]), np.float32)
         return f["scores"]
 
+    def run_state(self, buf: Buffers, cache, ctr: np.ndarray | None = None) -> "decoder.RunState":
+        """decoder.RunState of one row: buf's first row and this stack's scratch (ctr: the
+        phase counters, default the single-step ones)."""
+        f = self._fused
+        return decoder.RunState(h=buf.h, qkv=buf.qkv[0], att=buf.att[0], r=buf.r, gu=buf.gu, act=buf.act,
+                                y=buf.y, xq=f["xq"], xd=f["xd"], xs=f["xs"], xq2=f["xq2"], xd2=f["xd2"],
+                                xs2=f["xs2"], scores=self.scores(cache), ctr=f["ctr"] if ctr is None else ctr)
+
+    def weights(self) -> "decoder.StackWeights":
+        """decoder.StackWeights with RoPE tables for the current position range."""
+        if self._W.cos is not self.cos:
+            self._W = self._W._replace(cos=self.cos, sin=self.sin)
+        return self._W
+
     def step(self, x: np.ndarray, pos: int, cache, buf: Buffers, head: Matrix | None = None,
              logits: np.ndarray | None = None) -> np.ndarray:
         """One row x [1, hidden] at position pos (consumed) -> y [hidden] (normed); with head,
         logits[rows] = head . y too. Same results as forward() (+ head.matvec); quantized x86
         stacks run it as one parallel region (kernels/decoder.py)."""
-        f = self._fused
-        if f is None or x.shape[0] != 1:
+        if self._fused is None or x.shape[0] != 1:
             y = self.forward(x, pos, cache, buf)[0]
             if head is not None:
                 head.matvec(y, logits)
             return y
         if pos + 1 > self.cos.shape[0]:
             self.set_positions(max(2 * self.cos.shape[0], pos + 1))
-        c = self.cfg
-        self.scores(cache)
         fused_head = head is not None and self._x8_ok(head)
         decoder.decoder_step(
-            numba.get_num_threads(), f["P"], f["kinds"], f["rows"], x, f["attn_norm"], f["ffn_norm"],
-            f["q_norm"], f["k_norm"], self.out_norm, self.eps, c.n_heads, c.n_kv_heads, self.cos, self.sin,
-            pos, cache.k, cache.v, buf.h, buf.qkv[0], buf.att[0], buf.r, buf.gu, buf.act, buf.y,
-            f["xq"], f["xd"], f["xs"], f["xq2"], f["xd2"], f["xs2"], f["scores"],
+            numba.get_num_threads(), self.weights(), self.run_state(buf, cache), x, pos, cache.k, cache.v,
             head.prepare()._x8 if fused_head else _NO_BYTES,
-            decoder.KINDS[head.dtype] if fused_head else 0, logits if fused_head else _NO_F32, f["ctr"])
+            decoder.KINDS[head.dtype] if fused_head else 0, logits if fused_head else _NO_F32)
         cache.pos = pos + 1
         y = buf.y[0]
         if head is not None and not fused_head:
