@@ -15,7 +15,6 @@ The official PyTorch decoder figures are constants from
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path

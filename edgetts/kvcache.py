@@ -1,9 +1,11 @@
 """Preallocated ring-buffer KV cache, one per attention stack.
 
 k[layer], v[layer]: float32 [n_kv_heads, capacity, head_dim]. Position p lives in slot
-p % capacity; attention reads the min(p + 1, capacity) most recent slots, so the cache never
-reallocates. Size it from the prompt length plus the frame cap (talker) or the number of code
-groups (code predictor); a wrap only happens when generation runs past that size.
+p % capacity; attention reads the min(p + 1, capacity) most recent slots, so no step allocates.
+Size it before a run from the prompt length plus the frame cap (talker: `ensure`, which
+reallocates only when a run needs more slots than the cache has) or the number of code groups
+(code predictor); `grow` enlarges it keeping the cached positions. A wrap only happens when
+generation runs past the size.
 """
 from __future__ import annotations
 

@@ -319,15 +319,12 @@ class TTS:
         audio = None
         if self.has_codec and codes.shape[0]:
             ref = kw.get("ref_codes")
-            try:
-                if ref is not None:  # as the official wrapper: decode with the reference as context, cut it
-                    ref = np.asarray(ref, np.int64)
-                    audio = self.decode(np.concatenate([ref, codes], 0))
-                    audio = audio[ref.shape[0] * (audio.shape[0] // (ref.shape[0] + codes.shape[0])):]
-                else:
-                    audio = self.decode(codes)
-            except ImportError:  # codec module not available in this tree
-                audio = None
+            if ref is not None:  # as the official wrapper: decode with the reference as context, cut it
+                ref = np.asarray(ref, np.int64)
+                audio = self.decode(np.concatenate([ref, codes], 0))
+                audio = audio[ref.shape[0] * (audio.shape[0] // (ref.shape[0] + codes.shape[0])):]
+            else:
+                audio = self.decode(codes)
             timings["codec_s"] = time.perf_counter() - t1
         timings["total_s"] = time.perf_counter() - t0
         return Result(codes=codes, audio=audio, sample_rate=self.sample_rate, timings=timings)

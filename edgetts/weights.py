@@ -353,16 +353,6 @@ def read_gguf(path: str | os.PathLike) -> Weights:
     return Weights(p, "gguf", tensors, meta)
 
 
-def read_file(path: str | os.PathLike) -> Weights:
-    """One weight file, format from its bytes."""
-    kind = sniff(path)
-    if kind == "gguf":
-        return read_gguf(path)
-    if kind == "safetensors":
-        return read_safetensors(path)
-    raise WeightsError(f"{path}: is a directory, not a weight file")
-
-
 def read_safetensors_dir(d: Path, stem: str = "model") -> Weights:
     """model.safetensors, or the shards listed in model.safetensors.index.json."""
     single = d / f"{stem}.safetensors"

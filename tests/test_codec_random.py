@@ -5,7 +5,6 @@ tensors, streamed output must equal one-shot output, state must stay bounded.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np

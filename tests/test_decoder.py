@@ -65,6 +65,7 @@ def test_step_equals_forward(types, H, layers, nh, nkv, hd, ffn, cap):
         np.testing.assert_array_equal(l1, l2)
         np.testing.assert_array_equal(x1, x2)
         np.testing.assert_array_equal(c1.k, c2.k)
+        np.testing.assert_array_equal(c1.v, c2.v)
         assert c2.pos == pos + 1
 
 

@@ -91,35 +91,18 @@ def test_activations(n, m):
     y = x.copy()
     A.add_bias(y, b)
     np.testing.assert_allclose(y, x + b)
-    y = x.copy()
-    A.add_inplace(y, x)
-    np.testing.assert_allclose(y, 2 * x)
 
 
 @pytest.mark.parametrize("hd,pos", [(2, 0), (16, 7), (128, 1000)])
-def test_rope(hd, pos):
+def test_head_rmsnorm_rope(hd, pos):
+    """The per-head q/k RMSNorm + RoPE rotation the attention kernels run, at one position."""
     cos, sin = R.rope_tables(1e6, hd, pos + 1)
     x = rng.standard_normal(hd).astype(np.float32)
+    w = (1 + 0.1 * rng.standard_normal(hd)).astype(np.float32)
     y = x.copy()
-    R.rope_inplace(y, cos[pos], sin[pos])
-    np.testing.assert_allclose(y, np_rope(x.astype(np.float64), pos, 1e6), rtol=1e-4, atol=1e-5)
-
-
-def test_mrope_with_equal_rows_is_plain_rope():
-    """Talker M-RoPE (sections [24,20,20] interleaved, scaled to head_dim) with t=h=w positions
-    picks, for every frequency, the same position: it equals plain RoPE (spec §3.3)."""
-    hd, pos = 16, 37
-    half = hd // 2
-    sec = [2, 3, 3]
-    inv = 1.0 / 1e6 ** (np.arange(0, hd, 2) / hd)
-    rows = np.array([pos, pos, pos])                      # t, h, w components
-    comp = np.zeros(half, int)                            # interleaved assignment of frequencies
-    for k in range(half):
-        comp[k] = 0 if (k % 3 == 0 or k >= 3 * min(sec[1:])) else (1 if k % 3 == 1 else 2)
-    f_m = rows[comp] * inv
-    cos, sin = R.rope_tables(1e6, hd, pos + 1)
-    np.testing.assert_allclose(np.cos(f_m), cos[pos], rtol=1e-5)
-    np.testing.assert_allclose(np.sin(f_m), sin[pos], rtol=1e-5, atol=1e-6)
+    T._head_rmsnorm_rope(y, w, np.float32(1e-6), cos[pos], sin[pos])
+    ref = np_rope(np_rmsnorm(x, w, 1e-6).astype(np.float64), pos, 1e6)
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("nh,nkv,hd,L,pos0,cap", [(4, 2, 16, 5, 0, 8), (3, 1, 6, 1, 9, 16),

@@ -1,4 +1,4 @@
-"""Element-wise kernels of the LM side: SwiGLU, bias + SiLU, residual adds (no model knowledge)."""
+"""Element-wise kernels of the LM side: SwiGLU, bias + SiLU, bias add (no model knowledge)."""
 import numpy as np
 from numba import njit
 
@@ -31,12 +31,3 @@ def add_bias(x, b):
     for r in range(n):
         for j in range(d):
             x[r, j] += b[j]
-
-
-@njit(cache=True, nogil=True)
-def add_inplace(x, r):
-    """x += r; same shape [n, d]."""
-    n, d = x.shape
-    for i in range(n):
-        for j in range(d):
-            x[i, j] += r[i, j]

@@ -2,13 +2,15 @@
 
 Causal conv (k taps, dilation d): the caller hands the input with its (k-1)*d rows of left
 context already in front (`xp` = [state; x]), so streaming and one-shot run the same code.
-  * causal_conv    -> im2col (k row blocks copied side by side, tap-major) + one GEMM with
+  * causal conv    -> im2col (k row blocks copied side by side, tap-major) + one GEMM with
                       K = k*Cin against w[j*Cin + i, o] = W_torch[o, i, j] ([k*Cin, Cout],
                       conv_weight). Measured on this CPU (1 thread): 84-100 GFLOP/s, against
                       65-92 for k shifted GEMMs summed (no im2col copy, but k GEMMs of K = Cin).
-  * trans_conv     -> one GEMM X[n, Cin] . W[Cin, Cout*k], which is the PyTorch ConvTranspose1d
-                      weight [Cin, Cout, k] as stored (no copy), then overlap_add (numba) with a
-                      carry of the k-s trailing rows that belong to the next call.
+  * transposed conv -> one GEMM X[n, Cin] . W[Cin, Cout*k], which is the PyTorch ConvTranspose1d
+                      weight [Cin, Cout, k] as stored (no copy), then overlap_add_rows (numba,
+                      splittable by output rows) and overlap_carry: the k-s trailing rows that
+                      belong to the next call.
+The models compose these (edgetts/models/codec.py _Conv, _TransConv) and split them over threads.
   * dwconv_causal  -> depthwise (groups = C) causal conv, numba.
 No bias inside the GEMM paths: the caller fuses it into the next element-wise kernel.
 BLAS calls go through `matmul` (np.dot, which releases the GIL).
@@ -109,56 +111,12 @@ def im2col(cols, xp, k, dilation):
                 cols[t, j * C + c] = xp[src, c]
 
 
-def causal_conv(xp: np.ndarray, w: np.ndarray, k: int, dilation: int, out: np.ndarray,
-                cols: np.ndarray | None = None) -> np.ndarray:
-    """out[t] = sum_j xp[t + j*d] . W_j, t < T = len(out); xp has T + (k-1)*d rows. No bias.
-
-    cols: optional scratch of at least [T, k*Cin] floats for the im2col path.
-    """
-    T = out.shape[0]
-    if k == 1:
-        return matmul(xp[:T], w, out)
-    cin = xp.shape[1]
-    if cols is None:
-        cols = np.empty((T, k * cin), np.float32)
-    else:
-        cols = cols.reshape(-1)[: T * k * cin].reshape(T, k * cin)
-    im2col(cols, xp, k, dilation)
-    return matmul(cols, w, out)
-
-
-@njit(cache=True, nogil=True)
-def overlap_add(y, carry, bias, s, out):
-    """Transposed-conv overlap-add with stride s and a streaming carry.
-
-    y:     [n, C, k] per-input full contributions (X . W, W as PyTorch stores it).
-    carry: [k-s, C] in: the tail left by the previous call (zeros at start); out: the new tail.
-    out:   [n*s, C]  = bias + sum_{i*s + r = p} y[i, :, r] (+ old carry for p < k-s).
-    """
-    n, C, k = y.shape
-    ntail = k - s
-    total = n * s + ntail
-    full = np.zeros((total, C), np.float32)
-    for p in range(ntail):
-        for c in range(C):
-            full[p, c] = carry[p, c]
-    for i in range(n):
-        for r in range(k):
-            p = i * s + r
-            for c in range(C):
-                full[p, c] += y[i, c, r]
-    for p in range(n * s):
-        for c in range(C):
-            out[p, c] = full[p, c] + bias[c]
-    for p in range(ntail):
-        for c in range(C):
-            carry[p, c] = full[n * s + p, c]
-
-
 @njit(cache=True, nogil=True)
 def overlap_add_rows(y, carry, bias, s, out, p0, p1):
-    """Rows p0..p1 of overlap_add's output (same result), for splitting over threads; the
-    carry is only read here: update it afterwards with overlap_carry."""
+    """Rows p0..p1 of the transposed conv's output: out[p] = bias + sum_{i*s + r = p} y[i, :, r]
+    (+ carry[p] for p < k-s), y [n, C, k] the per-input contributions (X . W), carry [k-s, C]
+    the tail left by the previous call (zeros at start). The carry is only read here: update it
+    afterwards with overlap_carry."""
     n, C, k = y.shape
     ntail = k - s
     for p in range(p0, p1):
@@ -192,18 +150,6 @@ def overlap_carry(y, s, carry):
             r = P - i * s
             for c in range(C):
                 carry[q, c] += y[i, c, r]
-
-
-def trans_conv(x: np.ndarray, w: np.ndarray, k: int, s: int, bias: np.ndarray, carry: np.ndarray,
-               out: np.ndarray) -> np.ndarray:
-    """Causal transposed conv (right trim k-s) of x [n, Cin] -> out [n*s, Cout] (+bias); carry updated.
-
-    w: [Cin, Cout*k] (trans_conv_weight)."""
-    n = x.shape[0]
-    cout = out.shape[1]
-    y = matmul(x, w)
-    overlap_add(y.reshape(n, cout, k), carry, bias, s, out)
-    return out
 
 
 @njit(cache=True, nogil=True)

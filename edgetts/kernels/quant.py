@@ -266,22 +266,6 @@ def dot_u8s8_32(typingctx, a, ao, b, bo):
 
 
 @intrinsic
-def dot_s8s8_32(typingctx, a, ao, b, bo):
-    """sum_{i<32} s8(a[ao+i]) * s8(b[bo+i]) (vpmovsxbw + vpmaddwd shape)."""
-    if not (_is_byte_array(a) and _is_byte_array(b)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        v32 = ir.VectorType(_I8, 32)
-        va = builder.load(_byte_ptr(context, builder, sig.args[0], args[0], args[1], v32), align=1)
-        vb = builder.load(_byte_ptr(context, builder, sig.args[2], args[2], args[3], v32), align=1)
-        w = ir.VectorType(_I32, 32)
-        return _reduce_add(builder, builder.mul(builder.sext(va, w), builder.sext(vb, w)))
-
-    return types.int32(a, ao, b, bo), codegen
-
-
-@intrinsic
 def dot_u4s8_32(typingctx, a, ao, b, bo):
     """Q4_0 nibbles: 16 bytes a[ao..ao+16] hold 32 unsigned 4-bit values (value j in the low
     nibble of byte j, value j+16 in the high nibble); sum_j u4_j * s8(b[bo+j]) (vpdpbusd shape).

@@ -1,6 +1,9 @@
-"""Rotary position embedding, rotate-half (NeoX) layout: dimension i pairs with i + head_dim/2."""
+"""Rotary position embedding tables, rotate-half (NeoX) layout: dimension i pairs with i + head_dim/2.
+
+The talker's M-RoPE (sections interleaved over t/h/w positions) is plain RoPE for speech: the
+three position rows are always equal, so every frequency sees the same position. The rotation
+itself runs inside the attention kernels (attention._head_rmsnorm_rope)."""
 import numpy as np
-from numba import njit
 
 
 def rope_tables(theta: float, head_dim: int, n_pos: int):
@@ -10,16 +13,3 @@ def rope_tables(theta: float, head_dim: int, n_pos: int):
                 ).astype(np.float32)
     freqs = np.arange(n_pos, dtype=np.float32)[:, None] * inv_freq[None, :half]
     return np.cos(freqs).astype(np.float32), np.sin(freqs).astype(np.float32)
-
-
-@njit(cache=True, nogil=True)
-def rope_inplace(x, cos_row, sin_row):
-    """x: [head_dim] rotated in place at the position whose tables are cos_row/sin_row [half]."""
-    half = x.shape[0] // 2
-    for i in range(half):
-        a = x[i]
-        b = x[i + half]
-        c = cos_row[i]
-        s = sin_row[i]
-        x[i] = a * c - b * s
-        x[i + half] = b * c + a * s
