@@ -1,4 +1,4 @@
-"""Prompt layouts (spec/talker.md §4) and the per-frame generation loop (§5) with stop guards.
+"""Prompt layouts (docs/model.md §4) and the per-frame generation loop (§5) with stop guards.
 
 build_prompt(): the dual-track prompt rows (text track P(.) + codec track E(.)) and the trailing
 text rows fed one per generated frame. generate_frames(): prefill, then per frame the code

@@ -167,7 +167,7 @@ class TTS:
         return self.tokenizer.encode(s)
 
     def text_ids(self, text) -> tuple[list[int], list[int]]:
-        """(role ids, text ids) as the official wrapper slices them (spec §4.1)."""
+        """(role ids, text ids) as the official wrapper slices them (docs/model.md §4.1)."""
         cfg = self.cfg
         if isinstance(text, str):
             if not text.strip():

@@ -58,7 +58,7 @@ def role_of(name: str, ndim: int) -> str:
 
 
 def role_types(qtype: str) -> dict[str, str]:
-    """Stored type per role for `--qtype` (design.md section 2)."""
+    """Stored type per role for `--qtype` (docs/formats.md §3)."""
     q = qtype.upper()
     if q not in ("Q8_0", "Q4_0", "F16", "F32"):
         raise ValueError(f"unknown qtype {qtype}")

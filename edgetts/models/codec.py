@@ -1,13 +1,13 @@
 """Qwen3-TTS-Tokenizer-12Hz codec decoder: codes [frames, groups] -> 24 kHz waveform.
 
-spec/codec.md sections 2-4. Everything is time-major ([T, C], C contiguous) so each conv is a
+docs/model.md §6-7. Everything is time-major ([T, C], C contiguous) so each conv is a
 GEMM with M = T. The whole decoder is causal, so one code path serves both uses:
 
     codec = Codec.load(edgetts.weights.open(path))
     wav = codec.decode(codes)             # one-shot
     st = codec.stream(); st.push(codes[:1]); st.push(codes[1:5])   # incremental, exact
 
-CodecStream keeps, per layer, only what the next frames need (section 4): conv left context
+CodecStream keeps, per layer, only what the next frames need (docs/model.md §7): conv left context
 ((k-1)*d rows), transposed-conv carry (k-s rows), the transformer's K/V for the last
 sliding_window-1 frames, and the absolute position. Memory and per-frame work are constant.
 decode() is a fresh stream fed in chunks of `chunk_frames` (bounded scratch memory); the output

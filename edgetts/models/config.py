@@ -1,7 +1,7 @@
 """Talker / code-predictor / generation settings, from an HF config.json or GGUF metadata.
 
 Layer sizes (hidden, heads, head_dim, kv heads, FFN, vocab, layer count) are read from the
-tensor shapes (spec/talker.md P1/P2): the config only supplies what shapes cannot tell
+tensor shapes (docs/model.md §1): the config only supplies what shapes cannot tell
 (eps, rope theta, token ids, speaker and language tables, model type).
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The code predictor (MTP / sub-talker): fills codebooks 1..G-1 of a frame (spec/talker.md §5.3).
+"""The code predictor (MTP / sub-talker): fills codebooks 1..G-1 of a frame (docs/model.md §5.3).
 
 Per frame, from an empty cache: a 2-row prefill [h_prev, E(c0)] at positions 0, 1 -> c1 with
 lm_head[0]; then G-2 single steps, input CE_{j-2}(c_{j-1}) at position j -> c_j with

@@ -1,4 +1,4 @@
-"""The talker: a Qwen3 decoder stack over summed text+codec embeddings (spec/talker.md §3).
+"""The talker: a Qwen3 decoder stack over summed text+codec embeddings (docs/model.md §3).
 
 `Stack` is the pre-norm decoder (q/k RMSNorm, GQA, NeoX RoPE, SwiGLU) shared with the code
 predictor. `Talker` adds the text path (embedding + projection MLP), the codec embedding and
