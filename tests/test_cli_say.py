@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +17,7 @@ import soundfile as sf
 from edgetts import cli, say
 from fake_tts import FakeTTS
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT / "tests" / "fixtures" / "tiny"
+from conftest import ROOT, TINY, requires_portaudio
 SPF = 1920
 FRAMES = 5
 TEXT = "Hello there, how are you?"
@@ -96,15 +94,7 @@ def test_stdin_lines(tmp_path, reference):
     assert np.max(np.abs(audio[-FRAMES * SPF:] - ref)) <= LSB
 
 
-def portaudio_available():
-    try:
-        import sounddevice  # noqa: F401
-    except OSError:  # libportaudio2 missing (CI installs it: .ci/run)
-        return False
-    return True
-
-
-@pytest.mark.skipif(not portaudio_available(), reason="PortAudio (libportaudio2) not installed")
+@requires_portaudio
 def test_playback_through_portaudio_null_device(tmp_path, reference):
     dump = tmp_path / "fed.npy"
     r = run_cli([*common(), "-v", TEXT], tmp_path, env={"EDGETTS_PLAYER_DUMP": str(dump)})
@@ -115,7 +105,7 @@ def test_playback_through_portaudio_null_device(tmp_path, reference):
     np.testing.assert_allclose(fed, reference, atol=1e-5)
 
 
-@pytest.mark.skipif(not portaudio_available(), reason="PortAudio (libportaudio2) not installed")
+@requires_portaudio
 def test_ctrl_c_while_playing_stops_cleanly(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), HOME=str(tmp_path),
                ALSA_CONFIG_PATH=str(tmp_path / "asound.conf"))

@@ -13,12 +13,10 @@ import pytest
 import edgetts.weights as W
 from edgetts.models.codec import Codec
 
-FIXTURES = Path(__file__).parent / "fixtures"
-FIX = FIXTURES / "tiny"
+from conftest import FIXTURES, TINY as FIX
 TOL_OFFICIAL = 1e-4   # float32 reduction-order noise of the official decoder is ~2.6e-5
 TOL_STREAM = 1e-5
 
-pytestmark = pytest.mark.skipif(not (FIX / "golden.npz").is_file(), reason="tiny golden fixture missing")
 
 
 @pytest.fixture(scope="module")

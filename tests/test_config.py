@@ -13,7 +13,7 @@ from edgetts.gguf import constants as K
 from edgetts.gguf import metadata as M
 from edgetts.models import config as C
 
-FIX = Path(__file__).parent / "fixtures"
+from conftest import FIXTURES as FIX
 
 
 def _copy(tmp_path, name="tiny") -> Path:

@@ -4,14 +4,15 @@ whose kernels are checked against numpy in test_lm_kernels / test_matmul)."""
 import numpy as np
 import pytest
 
-from edgetts.kernels import decoder
 from edgetts.kernels.matmul import Matrix
 from edgetts.kvcache import KVCache
 from edgetts.models.config import StackConfig
 from edgetts.models.talker import Buffers, Stack
 from edgetts.weights import Tensor
 
-pytestmark = pytest.mark.skipif(not decoder.SUPPORTED, reason="x86 x8 kernels not available on this host")
+from conftest import requires_x86_fused
+
+pytestmark = requires_x86_fused
 
 
 def make_view(rng, types, H, layers, nh, nkv, hd, ffn, prefix="s"):

@@ -8,7 +8,7 @@ from edgetts import hub
 from edgetts import weights as W
 from edgetts.errors import EdgeTTSError
 
-FIXTURE = Path(__file__).parent / "fixtures" / "tiny"
+from conftest import TINY as FIXTURE
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
 

@@ -1,9 +1,7 @@
 """F32 parity of the talker, code predictor and generation loop with the official implementation
 (golden fixtures made by tests/fixtures/make_fixtures.py from qwen-tts 0.1.1 on tiny random weights)."""
 import io
-import os
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +15,7 @@ from edgetts.models.predictor import Predictor
 from edgetts.models.talker import Talker
 from edgetts.pipeline import Stats
 
-FIX = Path(os.environ.get("EDGETTS_FIXTURES", Path(__file__).parent / "fixtures"))
+from conftest import FIXTURES as FIX
 REL = 1e-4
 
 

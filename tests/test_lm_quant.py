@@ -11,7 +11,7 @@ import edgetts
 from edgetts.kvcache import KVCache
 from edgetts.pipeline import FrameEmbedder
 
-FIX = Path(os.environ.get("EDGETTS_FIXTURES", Path(__file__).parent / "fixtures"))
+from conftest import FIXTURES as FIX
 FRAMES = 40
 REPORT = Path(os.environ.get("EDGETTS_QUANT_REPORT", "")) if os.environ.get("EDGETTS_QUANT_REPORT") else None
 

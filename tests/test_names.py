@@ -14,8 +14,7 @@ from edgetts import weights as W
 from edgetts.gguf import names as N
 from quantize import plan
 
-FIXTURES = Path(__file__).parent / "fixtures"
-TINY = FIXTURES / "tiny"
+from conftest import FIXTURES
 
 
 def tensors(block: str) -> dict[str, list[int]]:

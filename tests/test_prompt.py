@@ -1,7 +1,5 @@
 """Prompt layouts (spec/talker.md §4) with marker embeddings, and user-input errors."""
-import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +8,7 @@ import edgetts
 from edgetts.errors import EdgeTTSError
 from edgetts.pipeline import build_prompt, codec_prefix
 
-FIX = Path(os.environ.get("EDGETTS_FIXTURES", Path(__file__).parent / "fixtures"))
+from conftest import FIXTURES as FIX
 
 
 class MarkerTalker:

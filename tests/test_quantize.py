@@ -18,8 +18,7 @@ from numba import njit
 from quantize.quants import quantize_rows
 from test_names import CODEC_KEYS, CODEC_TENSORS, TALKER_KEYS, TALKER_TENSORS, tensors
 
-FIXTURES = Path(__file__).parent / "fixtures"
-TINY = FIXTURES / "tiny"
+from conftest import TINY
 RNG = np.random.default_rng(11)
 QTYPES = ["q8_0", "q4_0", "f16", "f32"]
 TALKER_FILE = "qwen-talker-tiny-customvoice-{}.gguf"
@@ -33,12 +32,6 @@ GENERATION_KEYS = {
     "generation.subtalker_top_p": "FLOAT32", "generation.subtalker_temperature": "FLOAT32",
     "generation.max_new_tokens": "UINT32",
 }
-
-
-def need_tiny() -> Path:
-    if not (TINY / "model.safetensors").is_file() or not (TINY / "speech_tokenizer" / "model.safetensors").is_file():
-        pytest.skip("tests/fixtures/tiny not present")
-    return TINY
 
 
 # ------------------------------------------------------------------- numpy twins (tests only)
@@ -123,7 +116,7 @@ def test_f16_conversion_matches_numpy():
 # -------------------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
-    src = need_tiny()
+    src = TINY
     out = {}
     for q in QTYPES:
         d = tmp_path_factory.mktemp(f"out_{q}")
@@ -184,7 +177,7 @@ def test_layout_matches_qwentts(written, q, which):
 
 @pytest.mark.parametrize("q", QTYPES)
 def test_values_bit_identical_to_gguf_quants(written, q):
-    src = W.open(need_tiny())
+    src = W.open(TINY)
     for which, view in (("talker", N.GGUFView(src.main)), ("codec", N.GGUFView(src.codec))):
         fname = (TALKER_FILE if which == "talker" else CODEC_FILE).format(q.upper())
         r = gguf.GGUFReader(written[q] / fname)
@@ -254,7 +247,7 @@ def _bf16_safetensors(path: Path, arrays: dict[str, np.ndarray]) -> None:
 def make_ragged(d: Path) -> Path:
     """Talker-only checkpoint, BF16, with a linear whose rows (40) are not a multiple of 32."""
     d.mkdir(parents=True)
-    cfg = json.loads((need_tiny() / "config.json").read_text())
+    cfg = json.loads((TINY / "config.json").read_text())
     (d / "config.json").write_text(json.dumps(cfg))
     _bf16_safetensors(d / "model.safetensors", {
         "talker.model.layers.0.mlp.down_proj.weight": RNG.standard_normal((64, 40)),
@@ -302,7 +295,7 @@ def _fails(capsys, argv, match):
 
 
 def _copy_tiny(d: Path) -> Path:
-    src = need_tiny()
+    src = TINY
     d.mkdir()
     for f in src.iterdir():
         if f.is_file():
@@ -376,7 +369,7 @@ def test_bad_src_gguf(tmp_path, capsys):
 
 
 def test_bad_outdir(tmp_path, capsys):
-    need_tiny()
+    TINY
     f = tmp_path / "afile"
     f.write_text("x")
     _fails(capsys, ["quantize", str(TINY), "--qtype", "q8_0", "-o", str(f / "out")], "cannot create the output directory")
@@ -385,7 +378,7 @@ def test_bad_outdir(tmp_path, capsys):
 
 @pytest.mark.parametrize("exc,rc", [(OSError(28, "No space left on device"), 1), (KeyboardInterrupt(), 130)])
 def test_failure_mid_write_leaves_nothing(tmp_path, capsys, monkeypatch, exc, rc):
-    need_tiny()
+    TINY
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("unrelated")
@@ -413,7 +406,7 @@ def test_hub_id_uses_snapshot_download(tmp_path, capsys, monkeypatch):
     """quantize downloads through edgetts.hub (the one hub path, shared with `say`)."""
     import huggingface_hub
 
-    src = need_tiny()
+    src = TINY
     seen = []
     monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **kw: seen.append(repo_id) or str(src))
     monkeypatch.chdir(tmp_path)
@@ -432,7 +425,7 @@ def test_hub_id_uses_snapshot_download(tmp_path, capsys, monkeypatch):
 
 def test_sharded_source_and_tokenizer_json(tmp_path, capsys):
     """A sharded checkpoint with only tokenizer.json gives the same files as the single-file one."""
-    src = need_tiny()
+    src = TINY
     d = tmp_path / "sharded"
     d.mkdir()
     for name in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"):
@@ -480,7 +473,7 @@ def test_hub_id_offline_from_local_cache(tmp_path, capsys, monkeypatch):
     """The real snapshot_download path, offline, against a local hub cache layout (no network)."""
     import huggingface_hub.constants as hc
 
-    src = need_tiny()
+    src = TINY
     repo = tmp_path / "cache" / "models--Qwen--Qwen3-TTS-12Hz-0.6B-CustomVoice"
     snap = repo / "snapshots" / ("0" * 40)
     snap.mkdir(parents=True)

@@ -6,6 +6,7 @@ import pytest
 
 from edgetts.errors import EdgeTTSError
 from edgetts.streaming import stream
+from conftest import TINY
 from fake_tts import FakeTTS
 
 
@@ -80,10 +81,9 @@ def test_close_stops_producer():
 
 def test_tiny_model_stream_matches_generate():
     """Real model (tiny fixture): streamed chunks == one-shot decode; sentence chunks + silence."""
-    from pathlib import Path
 
     import edgetts
-    tts = edgetts.load(Path(__file__).parent / "fixtures" / "tiny")
+    tts = edgetts.load(TINY)
     kw = dict(seed=5, max_frames=4, min_frames=4)
     s = tts.stream("Hello there. General Kenobi!", max_chunk_len=15, join_silence=0.05, **kw)
     audio = np.concatenate(list(s))

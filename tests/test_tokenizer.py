@@ -1,7 +1,5 @@
 """Text tokenizer: tokenizer.json, vocab.json + merges.txt, and GGUF metadata give the same ids."""
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +8,7 @@ import edgetts
 from edgetts import weights
 from edgetts.text.tokenizer import TextTokenizer
 
-FIX = Path(os.environ.get("EDGETTS_FIXTURES", Path(__file__).parent / "fixtures"))
+from conftest import FIXTURES as FIX
 TEMPLATE = "<|im_start|>assistant\n{}<|im_end|>\n<|im_start|>assistant\n"
 TEXTS = ["Hello, this is a tiny test.", "Hello.", "  two  spaces\nand a newline", "It's 12:30 — ok?", "ünïcödé"]
 

@@ -1,0 +1,35 @@
+"""What every test module shares: where the fixtures are, and the skips that depend on the host.
+
+Test modules import from here (`from conftest import FIXTURES, TINY`): pytest puts tests/ on
+sys.path. EDGETTS_FIXTURES points the suite at another fixture folder (same layout).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(os.environ.get("EDGETTS_FIXTURES", Path(__file__).parent / "fixtures"))
+TINY = FIXTURES / "tiny"
+
+
+def portaudio_available() -> bool:
+    try:
+        import sounddevice  # noqa: F401
+    except OSError:  # libportaudio2 missing (CI installs it: .ci/run)
+        return False
+    return True
+
+
+requires_portaudio = pytest.mark.skipif(not portaudio_available(),
+                                        reason="PortAudio (libportaudio2) not installed")
+
+
+def _x86_fused() -> bool:
+    from edgetts.kernels import decoder
+    return decoder.SUPPORTED
+
+
+requires_x86_fused = pytest.mark.skipif(not _x86_fused(), reason="x86 x8 kernels not available on this host")
