@@ -15,7 +15,8 @@ The first frame is decoded alone, so the first audio arrives after prefill + 1 f
 Long text is normalized (numbers, currency, ...) and cut into sentence chunks; each chunk is
 synthesized with the same settings (speaker, language, seed, ...) and a fresh codec stream, and
 `join_silence` seconds of silence separate chunks. Closing the iterator early (break, Ctrl-C)
-stops the producer after its current frame. An exception in the producer is re-raised here.
+stops the producer after its current frame; so does `cancel()` from any thread (a server whose
+client went away), after which the iterator ends. An exception in the producer is re-raised here.
 """
 from __future__ import annotations
 
@@ -57,6 +58,7 @@ class AudioStream:
         self.codes: list[np.ndarray] = []  # every frame's codes, in order (per chunk: see chunk_frames)
         self.chunk_frames: list[int] = []
         self.timings: dict = {}
+        self._stop = threading.Event()
         self._gen = self._run()
 
     def __iter__(self):
@@ -67,6 +69,14 @@ class AudioStream:
 
     def close(self) -> None:
         self._gen.close()
+
+    def cancel(self) -> None:
+        """Stop after the frame in progress (callable from any thread); the iterator then ends."""
+        self._stop.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._stop.is_set()
 
     def __enter__(self):
         return self
@@ -79,13 +89,15 @@ class AudioStream:
     def _produce(self, q: queue.Queue, stop: threading.Event) -> None:
         try:
             for i, text in enumerate(self.chunks):
+                if stop.is_set():
+                    break
                 q.put((_CHUNK, i))
                 frames = self.tts.frames(text, **self.kw)
                 try:
                     for codes in frames:
-                        q.put(codes)
                         if stop.is_set():
-                            return
+                            break
+                        q.put(codes)
                 finally:
                     frames.close()
             q.put((_END, None))
@@ -112,7 +124,7 @@ class AudioStream:
     def _run(self):
         t0 = time.perf_counter()
         q: queue.Queue = queue.Queue()
-        stop = threading.Event()
+        stop = self._stop
         producer = threading.Thread(target=self._produce, args=(q, stop), daemon=True,
                                     name="edgetts-lm")
         producer.start()
