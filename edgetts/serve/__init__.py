@@ -48,6 +48,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
                         f"(default: {Limits.max_queue})")
     p.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT, metavar="SECONDS",
                    help=f"generation time allowed per request (default: {DEFAULT_TIME_LIMIT:g})")
+    p.add_argument("--seed", type=int,
+                   help="random seed of every request that sets none (reproducible output)")
     p.add_argument("--no-normalize", action="store_true",
                    help="speak numbers, currency and dates as written (no spelling out)")
     p.add_argument("-v", "--verbose", action="store_true", help="log every request")
@@ -59,7 +61,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
 def base_options(args) -> dict:
     """TTS.stream keyword arguments every request of this server gets."""
     kw = {"normalize": not args.no_normalize}
-    for name in ("max_frames", "min_frames"):
+    for name in ("seed", "max_frames", "min_frames"):
         v = getattr(args, name)
         if v is not None:
             kw[name] = v

@@ -88,9 +88,10 @@ class Encoder:
                                       format=fmt, subtype=subtype, **extra)
 
     def push(self, chunk) -> bytes:
+        pcm = to_s16le(chunk)   # every format carries the same int16 samples as pcm
         if self._file is None:
-            return to_s16le(chunk)
-        self._file.write(np.clip(np.asarray(chunk, np.float32).reshape(-1), -1.0, 1.0))
+            return pcm
+        self._file.write(np.frombuffer(pcm, "<i2"))
         return self._take()
 
     def finish(self) -> bytes:

@@ -130,8 +130,9 @@ class Engine:
         self._cond = threading.Condition()
         self._running: Job | None = None
         self._closed = False
-        self.served = 0
-        self.failed = 0
+        self.served = 0       # requests completed
+        self.failed = 0       # requests that ended with an error of the server's
+        self.cancelled = 0    # requests whose client went away
         self._thread = threading.Thread(target=self._work, daemon=True, name="edgetts-serve")
         self._thread.start()
 
@@ -152,7 +153,8 @@ class Engine:
     def state(self) -> dict:
         with self._cond:
             return {"busy": self._running is not None, "queued": len(self._waiting),
-                    "max_queue": self.limits.max_queue, "served": self.served, "failed": self.failed}
+                    "max_queue": self.limits.max_queue, "served": self.served, "failed": self.failed,
+                    "cancelled": self.cancelled}
 
     def close(self, timeout: float = 5.0) -> None:
         with self._cond:
@@ -174,10 +176,9 @@ class Engine:
 
     def _forget(self, job: Job) -> None:
         with self._cond:
-            try:
+            if job in self._waiting:
                 self._waiting.remove(job)
-            except ValueError:
-                pass
+                self.cancelled += 1
 
     def _work(self) -> None:
         while True:
@@ -210,6 +211,7 @@ class Engine:
             return
         try:
             if not job._attach(stream):
+                self.cancelled += 1
                 return
             over = False
             for chunk in stream:
@@ -223,6 +225,7 @@ class Engine:
             stream.close()
             job.timings = stream.timings
             if job.cancelled:
+                self.cancelled += 1
                 return
             if over:
                 job._emit(TimeLimit(f"the request ran past the {self.limits.time_limit:g} s time limit"))
