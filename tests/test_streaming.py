@@ -96,3 +96,18 @@ def test_tiny_model_stream_matches_generate():
     assert np.all(audio[4 * 1920:4 * 1920 + sil] == 0)
     second = tts.generate("General Kenobi!", **kw)
     np.testing.assert_allclose(audio[-4 * 1920:], second.audio, atol=1e-5)
+
+
+def test_cancel_from_another_thread_ends_the_stream_within_a_frame():
+    """A server cancels while the consumer waits for frames: the producer stops after its frame
+    in progress and the iterator ends (it must not wait forever for frames that never come)."""
+    tts = FakeTTS(frame_delay=0.02)
+    s = stream(tts, "a long one. And another one after it.", max_frames=10_000, min_batch=4)
+    next(s)
+    threading.Timer(0.05, s.cancel).start()
+    rest = list(s)                      # returns once cancelled
+    assert s.cancelled and tts.closed == 1
+    assert len(tts.calls) == 1          # the second sentence never started
+    assert sum(c.size for c in rest) == (len(s.codes) - 1) * 1920   # every produced frame was decoded
+    assert len(s.codes) < 50
+    assert not any(t.name == "edgetts-lm" and t.is_alive() for t in threading.enumerate())

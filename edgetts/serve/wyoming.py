@@ -105,12 +105,12 @@ class WyomingTTS:
 def complete_sentences(text: str) -> tuple[list[str], str]:
     """(sentences known to be complete, the unfinished rest) of streamed text.
 
-    A sentence is complete once text after it would start a new one (split_sentences decides:
-    "Dr." or "3." then more text is not an end)."""
+    A sentence is complete once a capitalized word after it would start a new one
+    (split_sentences decides: "Dr." or "3." then more text is not an end)."""
     parts = split_sentences(text)
     if not parts:
         return [], text
-    if len(split_sentences(text + "x")) > len(parts):
+    if len(split_sentences(text + "A")) > len(parts):
         return parts, ""
     rest = parts[-1]
     return parts[:-1], rest if not text[-1:].isspace() else rest + " "
