@@ -300,3 +300,32 @@ def test_client_errors_through_the_openai_client(server):
     assert e.value.body["param"] == "speed"
     status, _, body = raw(server, "GET", "/v1/nothing")
     assert status == 404 and "error" in json.loads(body)
+
+
+# -- command line ----------------------------------------------------------------------------------
+
+def _cli_error(*args):
+    import os
+    import subprocess
+    import sys
+
+    from serve_util import ROOT
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-m", "edgetts.cli", *args], capture_output=True, timeout=120,
+                       env=env, cwd=ROOT)
+    err = r.stderr.decode()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith("edgetts: error:"), err
+    return lines[0]
+
+
+def test_command_line_errors_are_one_line(tmp_path):
+    import socket
+    assert "max-queue" in _cli_error("serve", "-m", str(TINY), "--max-queue", "-1")
+    assert "not a folder" in _cli_error("serve", "-m", str(TINY), "--voices", str(tmp_path / "none"))
+    assert "--uri" in _cli_error("wyoming", "-m", str(TINY), "--uri", "bogus://x")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert "cannot listen" in _cli_error("serve", "-m", str(TINY), "--port", str(port))

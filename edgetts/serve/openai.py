@@ -58,8 +58,9 @@ def _field(body: dict, name: str, types, default=None, required: bool = False):
             raise ApiError(400, f"missing required parameter '{name}'", name, "missing_required_parameter")
         return default
     v = body[name]
-    if not isinstance(v, types) or isinstance(v, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
-        want = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+    types = types if isinstance(types, tuple) else (types,)
+    if not isinstance(v, types) or isinstance(v, bool):   # JSON true is not a number here
+        want = " or ".join(t.__name__ for t in types)
         raise ApiError(400, f"'{name}' must be {want}, got {type(v).__name__}", name, "invalid_type")
     return v
 

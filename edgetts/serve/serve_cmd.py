@@ -49,10 +49,14 @@ def run(args) -> int:
     if args.max_input < 1:
         raise EdgeTTSError("--max-input must be >= 1")
     api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV)
-    tts, engine, catalog = open_model(args)
+    sock = listen(args.host, args.port)    # before the (slow) load: a taken port fails at once
+    try:
+        tts, engine, catalog = open_model(args)
+    except BaseException:
+        sock.close()
+        raise
     api = SpeechAPI(engine, catalog, model_id=Path(str(args.model)).name or str(args.model),
                     api_key=api_key, base_options=base_options(args), max_input=args.max_input)
-    sock = listen(args.host, args.port)
     config = uvicorn.Config(api.app(), lifespan="off", log_level="info" if args.verbose else "warning",
                             access_log=args.verbose)
     server = uvicorn.Server(config)

@@ -46,7 +46,12 @@ class VoiceLibrary:
         with self._lock:
             voice = self._loaded.get(key)
             if voice is None:
-                voice = Voice.load(path)
+                try:
+                    voice = Voice.load(path)
+                except EdgeTTSError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - a damaged file: one line, the server stays up
+                    raise EdgeTTSError(f"voice {name!r}: cannot read {path.name} ({e})") from None
                 if len(self._loaded) >= self.keep:
                     self._loaded.pop(next(iter(self._loaded)))
                 self._loaded[key] = voice
