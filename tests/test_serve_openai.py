@@ -329,3 +329,21 @@ def test_command_line_errors_are_one_line(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         assert "cannot listen" in _cli_error("serve", "-m", str(TINY), "--port", str(port))
+
+
+def test_time_limit_cuts_a_stream_and_the_server_goes_on(tmp_path):
+    srv = Server("serve", ["-m", str(TINY), "--port", "0", "--time-limit", "0.3"], tmp_path / "limit.log")
+    try:
+        conn, r = _open_stream(srv)                      # audio: the response is cut, not ended
+        with pytest.raises(http.client.IncompleteRead):
+            r.read()
+        conn.close()
+        status, _, body = raw(srv, "POST", "/v1/audio/speech", {"model": "tts-1", "input": LONG, "voice": "tiny",
+                                                               "response_format": "pcm", "stream_format": "sse"})
+        assert status == 200
+        last = json.loads(body.decode().strip().split("\n\n")[-1][6:])
+        assert last["type"] == "error" and last["error"]["code"] == "time_limit"
+        h = _wait(srv, lambda h: not h["busy"], 30)[0]
+        assert h["failed"] == 2 and srv.alive()
+    finally:
+        srv.stop()

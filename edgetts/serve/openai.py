@@ -144,10 +144,15 @@ class SpeechAPI:
 
         req, fmt, stream_format = self._speech_request(await self._body(request))
         try:
+            enc = Encoder(fmt, self.sample_rate)
+        except Exception as e:  # noqa: BLE001 - e.g. a libsndfile built without mp3
+            raise ApiError(400, f"response_format {fmt!r} is not available here ({e})", "response_format",
+                           "unsupported_format") from None
+        try:
             job = self.engine.submit(req)
         except Busy as e:
-            raise ApiError(503, str(e), code="server_busy", kind="server_error",
-                           headers={"Retry-After": str(e.retry_after)}) from None
+            enc.close()
+            raise _api_error(e) from None
         t0 = time.perf_counter()
         try:
             first = await _until_disconnect(request, job.__anext__())
@@ -155,18 +160,22 @@ class SpeechAPI:
             first = None
         except BaseException as e:
             job.cancel()
+            enc.close()
             raise _api_error(e) from None
         if first is _GONE:                    # the client left while its request waited or started
             job.cancel()
+            enc.close()
             return Response(status_code=499)
         log.info("%s: first audio after %.0f ms", request.url.path, 1000 * (time.perf_counter() - t0))
-        enc = Encoder(fmt, self.sample_rate)
-        body = self._audio(job, first, enc) if stream_format == "audio" else self._sse(job, first, enc)
+        body = self._chunks(job, first, enc) if stream_format == "audio" else self._sse(job, first, enc)
         media = enc.media_type if stream_format == "audio" else "text/event-stream"
         return StreamingResponse(body, media_type=media, headers={"Cache-Control": "no-store"})
 
     async def _chunks(self, job, first, enc):
-        """Encoded bytes of the job's audio; the job is cancelled if this stops early."""
+        """Encoded bytes of the job's audio; the job is cancelled if this stops early.
+
+        An error after the response has started (time limit, model failure) aborts the
+        connection: the client sees a cut response, never a short file that looks whole."""
         try:
             if first is not None:
                 data = enc.push(first)
@@ -183,13 +192,15 @@ class SpeechAPI:
             job.cancel()  # no-op once finished; frees the model if the client went away
             enc.close()
 
-    async def _audio(self, job, first, enc):
-        async for data in self._chunks(job, first, enc):
-            yield data
-
     async def _sse(self, job, first, enc):
-        async for data in self._chunks(job, first, enc):
-            yield _event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode("ascii")})
+        try:
+            async for data in self._chunks(job, first, enc):
+                yield _event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode("ascii")})
+        except EdgeTTSError as e:        # after the start: an error event ends the stream
+            err = _api_error(e)
+            yield _event({"type": "error", "error": {"message": err.message, "type": err.kind,
+                                                     "param": None, "code": err.code}})
+            return
         # usage as OpenAI reports it; here: input characters and audio frames (80 ms each)
         n_in, n_out = len(job.request.text), int(job.timings.get("frames") or 0)
         yield _event({"type": "speech.audio.done",

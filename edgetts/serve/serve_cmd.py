@@ -58,7 +58,7 @@ def run(args) -> int:
     api = SpeechAPI(engine, catalog, model_id=Path(str(args.model)).name or str(args.model),
                     api_key=api_key, base_options=base_options(args), max_input=args.max_input)
     config = uvicorn.Config(api.app(), lifespan="off", log_level="info" if args.verbose else "warning",
-                            access_log=args.verbose)
+                            access_log=args.verbose, timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     host, port = sock.getsockname()[:2]
     print(f"edgetts: serving {tts.model_type} on http://{host}:{port}/v1"
