@@ -2,7 +2,7 @@
 with 1 and 4 concurrent HTTP clients; server RSS over many sequential requests.
 
     python bench/serve.py [--model /tmp/bench-models/cv06-q4_0] [--threads 2] [--frames 50]
-                          [--runs 3] [--rss-requests 0]
+                          [--runs 3] [--rss-requests 500] [--rss-model tests/fixtures/tiny]
 
 Model: a GGUF folder of the full-size 0.6B (random weights, real shapes: bench/make_random_model.py
 then `edgetts quantize SRC --qtype q4_0 -o DIR`). Every request is forced to --frames frames
@@ -13,8 +13,10 @@ Same run, one after the other (never two models at once on the shared cores):
   2. `edgetts serve` subprocess: TTFB = request sent -> first body byte (pcm), RTF = request
      wall / audio seconds, best of --runs; then 4 clients at once: per-request wall and the
      aggregate RTF (wall of the batch / total audio);
-     --rss-requests N: N sequential short requests, server RSS before/after (issue: 500, flat);
-  3. `edgetts wyoming` subprocess: TTFB = synthesize sent -> first audio-chunk event.
+  3. `edgetts wyoming` subprocess: TTFB = synthesize sent -> first audio-chunk event;
+  4. RSS: a server on --rss-model (default: the tiny fixture, so 500 requests take a minute, not
+     an hour) answers --rss-requests sequential wav requests (12 frames each); its RSS after 20
+     warm-up requests and at the end (the issue asks for flat within 30 MB).
 Prints one JSON object with the load average before and after.
 """
 from __future__ import annotations
@@ -108,7 +110,7 @@ def http_request(host: str, port: int, voice: str, seed: int, text: str = TEXT) 
     return {"ttfb_s": ttfb, "wall_s": wall, "audio_s": n / 2 / 24000}
 
 
-def bench_http(model, threads, frames, runs, voice, rss_requests, tmp: Path) -> dict:
+def bench_http(model, threads, frames, runs, voice, tmp: Path) -> dict:
     proc, out, host, port = start("serve", ["-m", model, "--threads", str(threads), "--port", "0",
                                             "--max-frames", str(frames), "--min-frames", str(frames),
                                             "--max-queue", "8"], tmp / "serve.log")
@@ -126,19 +128,39 @@ def bench_http(model, threads, frames, runs, voice, rss_requests, tmp: Path) -> 
         for t in ts:
             t.join()
         batch_wall = time.perf_counter() - t0
-        res = {
+        return {
             "ttfb_s": min(r["ttfb_s"] for r in one), "ttfb_all_s": [r["ttfb_s"] for r in one],
             "rtf_1_client": min(r["wall_s"] / r["audio_s"] for r in one),
             "rtf_4_clients_aggregate": batch_wall / sum(r["audio_s"] for r in results),
             "rtf_4_clients_per_request": sorted(r["wall_s"] / r["audio_s"] for r in results),
             "ttfb_4_clients_s": sorted(r["ttfb_s"] for r in results),
         }
-        if rss_requests:
-            before = rss_mb(proc.pid)
-            for i in range(rss_requests):
-                http_request(host, port, voice, i, text="Hi.")
-            res["rss"] = {"requests": rss_requests, "before_mb": before, "after_mb": rss_mb(proc.pid)}
-        return res
+    finally:
+        stop(proc, out)
+
+
+def bench_rss(model, requests, tmp: Path) -> dict:
+    proc, out, host, port = start("serve", ["-m", model, "--port", "0", "--max-frames", "12",
+                                            "--min-frames", "12"], tmp / "rss.log")
+    try:
+        conn = http.client.HTTPConnection(host, port, timeout=600)
+        conn.request("GET", "/v1/audio/voices")
+        voice = json.loads(conn.getresponse().read())["voices"][0]["id"]
+        body = json.dumps({"model": "tts-1", "input": "Hello there.", "voice": voice, "response_format": "wav"})
+        samples = []
+        for i in range(20 + requests):
+            if i == 20:
+                samples.append(rss_mb(proc.pid))
+            conn.request("POST", "/v1/audio/speech", body=body, headers={"Content-Type": "application/json"})
+            r = conn.getresponse()
+            if r.status != 200:
+                raise SystemExit(f"HTTP {r.status}: {r.read()[:300]!r}")
+            r.read()
+            if i >= 20 and (i - 20) % 100 == 99:
+                samples.append(rss_mb(proc.pid))
+        conn.close()
+        return {"model": model, "requests": requests, "rss_mb_after_warmup_then_every_100": samples,
+                "growth_mb": samples[-1] - samples[0]}
     finally:
         stop(proc, out)
 
@@ -181,7 +203,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--frames", type=int, default=50)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--rss-requests", type=int, default=0)
+    ap.add_argument("--rss-requests", type=int, default=500)
+    ap.add_argument("--rss-model", default=str(_ROOT / "tests" / "fixtures" / "tiny"))
     ap.add_argument("--tmp", default="/tmp/edgetts-bench-serve")
     a = ap.parse_args()
     tmp = Path(a.tmp)
@@ -190,10 +213,12 @@ def main() -> None:
            "runs": a.runs, "loadavg_before": loadavg()}
     out["in_process"] = baseline(a.model, a.threads, a.frames, a.runs)
     voice = out["in_process"]["voice"]
-    out["http"] = bench_http(a.model, a.threads, a.frames, a.runs, voice, a.rss_requests, tmp)
+    out["http"] = bench_http(a.model, a.threads, a.frames, a.runs, voice, tmp)
     out["wyoming"] = bench_wyoming(a.model, a.threads, a.frames, a.runs, voice, tmp)
     base = out["in_process"]["ttfa_s"]
     out["ttfb_over_ttfa"] = {"http": out["http"]["ttfb_s"] / base, "wyoming": out["wyoming"]["ttfb_s"] / base}
+    if a.rss_requests:
+        out["rss"] = bench_rss(a.rss_model, a.rss_requests, tmp)
     out["loadavg_after"] = loadavg()
     print(json.dumps(out, indent=1))
 

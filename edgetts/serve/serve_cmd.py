@@ -5,7 +5,8 @@
          -d '{"model": "tts-1", "input": "Hello.", "voice": "ryan", "response_format": "wav"}' > hello.wav
 
 Any OpenAI client works with base_url http://HOST:PORT/v1. Binds to 127.0.0.1 unless --host says
-otherwise; with --api-key (or EDGETTS_API_KEY) every request needs `Authorization: Bearer KEY`.
+otherwise; with --api-key (or EDGETTS_API_KEY) every request, /health too, needs
+`Authorization: Bearer KEY`.
 Requests run one at a time; up to --max-queue wait, more get 503 with Retry-After.
 Needs the server extra: pip install 'edgetts[server]'.
 """
@@ -61,6 +62,9 @@ def run(args) -> int:
                             access_log=args.verbose, timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     host, port = sock.getsockname()[:2]
+    if not api_key and not _is_loopback(host):
+        print(f"edgetts: warning: {host} is reachable from other machines and no --api-key is set",
+              file=sys.stderr)
     print(f"edgetts: serving {tts.model_type} on http://{host}:{port}/v1"
           f"{' (API key required)' if api_key else ''}", file=sys.stderr, flush=True)
     try:
@@ -69,6 +73,14 @@ def run(args) -> int:
         engine.close()
         sock.close()
     return 0
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def listen(host: str, port: int):

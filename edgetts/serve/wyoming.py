@@ -160,7 +160,7 @@ def make_handler_class():
                 elif Synthesize.is_type(event.type):
                     if not self.streaming:   # inside a stream it only repeats the text for old servers
                         syn = Synthesize.from_event(event)
-                        await self.speak(self._text(syn.text), syn.voice, start=True, stop=True)
+                        await self.speak(self._text(syn.text), syn.voice)
                 elif SynthesizeStart.is_type(event.type):
                     self.stream_voice = SynthesizeStart.from_event(event).voice
                     self.streaming, self.pending = True, ""
@@ -172,13 +172,13 @@ def make_handler_class():
                     if len(self.pending) > self.service.max_text:
                         raise EdgeTTSError(f"a sentence longer than {self.service.max_text} characters")
                     for sentence in done:
-                        await self.speak(sentence, self.stream_voice, start=True, stop=True, silence=True)
+                        await self.speak(sentence, self.stream_voice, silence=True)
                 elif SynthesizeStop.is_type(event.type):
                     if not self.streaming:
                         raise EdgeTTSError("synthesize-stop without synthesize-start")
                     rest, self.pending, self.streaming = self.pending.strip(), "", False
                     if rest:
-                        await self.speak(rest, self.stream_voice, start=True, stop=True)
+                        await self.speak(rest, self.stream_voice)
                     await self.write_event(SynthesizeStopped().event())
                 return True
             except EdgeTTSError as e:
@@ -201,15 +201,14 @@ def make_handler_class():
                 raise EdgeTTSError("empty text: nothing to say")
             return text
 
-        async def speak(self, text: str, voice, *, start: bool, stop: bool, silence: bool = False) -> None:
-            """Synthesize `text`, sending audio events as chunks come."""
+        async def speak(self, text: str, voice, *, silence: bool = False) -> None:
+            """audio-start, audio-chunk as the model makes them, (silence,) audio-stop."""
             svc = self.service
             request = svc.request(text, voice)       # EdgeTTSError: unknown voice
             self.job = job = svc.engine.submit(request)
             fmt = dict(rate=svc.sample_rate, width=2, channels=1)
             try:
-                if start:
-                    await self.write_event(AudioStart(**fmt).event())
+                await self.write_event(AudioStart(**fmt).event())
                 async for chunk in job:
                     await self.write_event(AudioChunk(audio=to_s16le(chunk), **fmt).event())
                     if self.reader.at_eof():            # the client hung up
@@ -217,8 +216,7 @@ def make_handler_class():
                 if silence and svc.sentence_silence > 0:
                     gap = np.zeros(int(round(svc.sentence_silence * svc.sample_rate)), np.float32)
                     await self.write_event(AudioChunk(audio=to_s16le(gap), **fmt).event())
-                if stop:
-                    await self.write_event(AudioStop().event())
+                await self.write_event(AudioStop().event())
             finally:
                 job.cancel()    # no-op once finished
                 self.job = None
