@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import signal
 import sys
 
 DEFAULT_URI = "tcp://0.0.0.0:10200"
@@ -57,6 +59,8 @@ def run(args) -> int:
                          sentence_silence=args.sentence_silence)
     try:
         asyncio.run(_serve(server, service, args))
+    except KeyboardInterrupt:     # Ctrl-C: the normal way to stop a server
+        pass
     except OSError as e:
         raise EdgeTTSError(f"cannot listen on {args.uri}: {e.strerror or e}") from None
     finally:
@@ -65,19 +69,28 @@ def run(args) -> int:
 
 
 async def _serve(server, service, args) -> None:
-    await server.start(service.handler)   # binds now: errors surface before "serving"
-    if args.zeroconf:
-        from wyoming.zeroconf import HomeAssistantZeroconf
+    from wyoming.server import AsyncTcpServer
 
-        zc = HomeAssistantZeroconf(name=args.zeroconf, port=server.port,
-                                   host=None if server.host in ("0.0.0.0", "::") else server.host)
-        await zc.register_server()
+    await server.start(service.handler)   # binds now: errors surface before "serving"
     where = args.uri
-    if getattr(server, "_server", None) is not None and server._server.sockets:
-        host, port = server._server.sockets[0].getsockname()[:2]
-        where = f"tcp://{host}:{port}" if args.uri.startswith("tcp://") else args.uri
+    if isinstance(server, AsyncTcpServer):
+        host, port = server.host, server.port
+        listening = getattr(server, "_server", None)   # the bound port, when --uri asked for port 0
+        if listening is not None and listening.sockets:
+            host, port = listening.sockets[0].getsockname()[:2]
+        where = f"tcp://{host}:{port}"
+        if args.zeroconf:
+            from wyoming.zeroconf import HomeAssistantZeroconf
+
+            zc = HomeAssistantZeroconf(name=args.zeroconf, port=port,
+                                       host=None if host in ("0.0.0.0", "::") else host)
+            await zc.register_server()
+            where += f" (announced over mDNS as {args.zeroconf!r})"
     print(f"edgetts: serving Wyoming on {where}", file=sys.stderr, flush=True)
+    done = asyncio.Event()
+    with contextlib.suppress(NotImplementedError, RuntimeError):   # not on every platform
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, done.set)
     try:
-        await asyncio.Event().wait()   # until Ctrl-C / SIGTERM
+        await done.wait()   # until SIGTERM (or Ctrl-C)
     finally:
         await server.stop()
