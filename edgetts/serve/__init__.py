@@ -32,7 +32,9 @@ def require_extra(*modules: str) -> None:
 
 def add_common(p: argparse.ArgumentParser) -> None:
     """Options both servers share: the model, voices, queue and limits."""
-    from ..hub import DEFAULT_MODEL, QTYPES
+    from quantize.plan import QTYPES
+
+    from ..hub import DEFAULT_MODEL
     from .engine import Limits
 
     p.add_argument("-m", "--model", default=DEFAULT_MODEL,
