@@ -347,3 +347,22 @@ def test_time_limit_cuts_a_stream_and_the_server_goes_on(tmp_path):
         assert h["failed"] == 2 and srv.alive()
     finally:
         srv.stop()
+
+
+def test_voice_design_takes_the_voice_from_instructions(tmp_path):
+    import edgetts
+    vd_dir = TINY.parent / "tiny_vd"
+    vd = edgetts.load(vd_dir)
+    srv = Server("serve", ["-m", str(vd_dir), "--port", "0", "--max-frames", "6", "--min-frames", "6"],
+                 tmp_path / "vd.log")
+    try:
+        calm = np.frombuffer(speech(srv, voice="alloy", instructions="A calm, deep voice."), "<i2")
+        bright = np.frombuffer(speech(srv, voice="alloy", instructions="A bright, fast voice."), "<i2")
+        status, _, body = raw(srv, "GET", "/v1/audio/voices")
+        assert json.loads(body)["voices"] == []
+    finally:
+        srv.stop()
+    kw = dict(language="auto", seed=7, max_frames=6, min_frames=6)
+    assert_same_samples(calm, s16(vd.generate(TEXT, instruct="A calm, deep voice.", **kw).audio))
+    assert_same_samples(bright, s16(vd.generate(TEXT, instruct="A bright, fast voice.", **kw).audio))
+    assert np.max(np.abs(calm.astype(np.int32) - bright)) > 100

@@ -78,7 +78,6 @@ class Job:
         self._stream = None          # the AudioStream while it runs
         self._lock = threading.Lock()
         self.timings: dict = {}
-        self.samples = 0
 
     # -- consumer side (event loop) ------------------------------------------------------------
     def __aiter__(self):
@@ -217,7 +216,6 @@ class Engine:
             for chunk in stream:
                 if job.cancelled:
                     break
-                job.samples += chunk.size
                 job._emit(chunk)
                 if time.monotonic() - t0 > self.limits.time_limit:
                     over = True
