@@ -202,6 +202,22 @@ def test_disconnect_mid_stream_frees_the_model(slow_server):
     assert h["cancelled"] == before["cancelled"] + 1 and h["served"] == before["served"]
 
 
+def test_a_waiting_client_that_leaves_gives_up_its_place(slow_server):
+    import socket
+    conn, r = _open_stream(slow_server, seed=3)          # running
+    before = health(slow_server)
+    body = json.dumps({"model": "tts-1", "input": "Hello there.", "voice": "tiny", "response_format": "pcm"})
+    with socket.create_connection((slow_server.host, slow_server.port)) as s:
+        s.sendall(f"POST /v1/audio/speech HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  f"Content-Length: {len(body)}\r\n\r\n{body}".encode())
+        _wait(slow_server, lambda h: h["queued"] == 1, 30)
+    h, _ = _wait(slow_server, lambda h: h["queued"] == 0, 5)
+    assert h["busy"] and h["cancelled"] == before["cancelled"] + 1   # left the queue, never ran
+    r.close()
+    conn.close()
+    _wait(slow_server, lambda h: not h["busy"], 5)
+
+
 def test_full_queue_gets_503_and_the_rest_still_work(slow_server, tts):
     conn, r = _open_stream(slow_server, seed=2)          # running
     queued: dict = {}
