@@ -2,21 +2,23 @@
 with 1 and 4 concurrent HTTP clients; server RSS over many sequential requests.
 
     python bench/serve.py [--model /tmp/bench-models/cv06-q4_0] [--threads 2] [--frames 50]
-                          [--runs 3] [--rss-requests 500] [--rss-model tests/fixtures/tiny]
+                          [--runs 5] [--rss-requests 500] [--rss-model tests/fixtures/tiny]
 
 Model: a GGUF folder of the full-size 0.6B (random weights, real shapes: bench/make_random_model.py
 then `edgetts quantize SRC --qtype q4_0 -o DIR`). Every request is forced to --frames frames
-(80 ms each) so all paths do the same work.
+(80 ms each), speaker = the model's first, seed 0, so all paths do the same work.
 
-Same run, one after the other (never two models at once on the shared cores):
-  1. baseline, in this process: TTS.stream first chunk (TTFA) and streaming RTF, best of --runs;
-  2. `edgetts serve` subprocess: TTFB = request sent -> first body byte (pcm), RTF = request
-     wall / audio seconds, best of --runs; then 4 clients at once: per-request wall and the
-     aggregate RTF (wall of the batch / total audio);
-  3. `edgetts wyoming` subprocess: TTFB = synthesize sent -> first audio-chunk event;
-  4. RSS: a server on --rss-model (default: the tiny fixture, so 500 requests take a minute, not
-     an hour) answers --rss-requests sequential wav requests (12 frames each); its RSS after 20
-     warm-up requests and at the end (the issue asks for flat within 30 MB).
+The baseline and both servers are loaded side by side (3 copies of the model in memory; only one
+works at a time), and the runs are interleaved (in-process, HTTP, Wyoming, in-process, ...) so a
+noisy shared machine affects all three alike:
+  in_process  TTS.stream: time to the first audio chunk (TTFA); RTF = wall / audio seconds
+  http        `edgetts serve`, pcm: TTFB = request sent -> first body byte; RTF = request wall / audio
+  wyoming     `edgetts wyoming`: TTFB = synthesize sent -> first audio-chunk event; RTF likewise
+  http_4_clients  4 requests at once (served one at a time): aggregate RTF = batch wall / total
+              audio, and each request's RTF and TTFB (queueing included)
+  rss         a server on --rss-model (default: the tiny fixture, so 500 requests take a minute,
+              not an hour) answers --rss-requests sequential wav requests (12 frames each); its
+              RSS after 20 warm-up requests, then every 100 (the issue: flat within 30 MB)
 Prints one JSON object with the load average before and after.
 """
 from __future__ import annotations
@@ -27,6 +29,7 @@ import http.client
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import threading
@@ -77,24 +80,16 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def baseline(model: str, threads: int, frames: int, runs: int) -> dict:
-    import edgetts
-
-    tts = edgetts.load(model, threads=threads)
-    voice = tts.speakers[0]                            # from the checkpoint
-    kw = dict(speaker=voice, seed=0, max_frames=frames, min_frames=frames)
-    list(tts.stream(TEXT, **kw))                       # warm-up (numba cache, pages)
-    ttfa, rtf = [], []
-    for _ in range(runs):
-        s = tts.stream(TEXT, **kw)
-        list(s)
-        ttfa.append(s.timings["ttfa_s"])
-        rtf.append(s.timings["rtf"])
-    return {"voice": voice, "ttfa_s": min(ttfa), "ttfa_all_s": ttfa, "rtf": min(rtf), "rtf_all": rtf}
+def in_process(tts, voice: str, frames: int) -> dict:
+    s = tts.stream(TEXT, speaker=voice, seed=0, max_frames=frames, min_frames=frames)
+    for _ in s:
+        pass
+    t = s.timings
+    return {"ttfb_s": t["ttfa_s"], "wall_s": t["wall_s"], "audio_s": t["audio_s"]}
 
 
-def http_request(host: str, port: int, voice: str, seed: int, text: str = TEXT) -> dict:
-    body = json.dumps({"model": "tts-1", "input": text, "voice": voice, "response_format": "pcm",
+def http_request(host: str, port: int, voice: str, seed: int = 0) -> dict:
+    body = json.dumps({"model": "tts-1", "input": TEXT, "voice": voice, "response_format": "pcm",
                        "seed": seed})
     conn = http.client.HTTPConnection(host, port, timeout=600)
     t0 = time.perf_counter()
@@ -110,33 +105,48 @@ def http_request(host: str, port: int, voice: str, seed: int, text: str = TEXT) 
     return {"ttfb_s": ttfb, "wall_s": wall, "audio_s": n / 2 / 24000}
 
 
-def bench_http(model, threads, frames, runs, voice, tmp: Path) -> dict:
-    proc, out, host, port = start("serve", ["-m", model, "--threads", str(threads), "--port", "0",
-                                            "--max-frames", str(frames), "--min-frames", str(frames),
-                                            "--max-queue", "8"], tmp / "serve.log")
-    try:
-        http_request(host, port, voice, 0)              # warm-up
-        one = [http_request(host, port, voice, 0) for _ in range(runs)]
-        results: list = [None] * 4
+def wyoming_request(host: str, port: int, voice: str) -> dict:
+    from wyoming.audio import AudioChunk, AudioStop
+    from wyoming.client import AsyncTcpClient
+    from wyoming.tts import Synthesize, SynthesizeVoice
 
-        def client(i):
-            results[i] = http_request(host, port, voice, i)
-        t0 = time.perf_counter()
-        ts = [threading.Thread(target=client, args=(i,)) for i in range(4)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        batch_wall = time.perf_counter() - t0
-        return {
-            "ttfb_s": min(r["ttfb_s"] for r in one), "ttfb_all_s": [r["ttfb_s"] for r in one],
-            "rtf_1_client": min(r["wall_s"] / r["audio_s"] for r in one),
-            "rtf_4_clients_aggregate": batch_wall / sum(r["audio_s"] for r in results),
-            "rtf_4_clients_per_request": sorted(r["wall_s"] / r["audio_s"] for r in results),
-            "ttfb_4_clients_s": sorted(r["ttfb_s"] for r in results),
-        }
-    finally:
-        stop(proc, out)
+    async def one():
+        async with AsyncTcpClient(host, port) as c:
+            t0 = time.perf_counter()
+            await c.write_event(Synthesize(text=TEXT, voice=SynthesizeVoice(name=voice)).event())
+            ttfb, n = None, 0
+            while True:
+                ev = await c.read_event()
+                if AudioChunk.is_type(ev.type):
+                    ttfb = ttfb or time.perf_counter() - t0
+                    n += len(AudioChunk.from_event(ev).audio)
+                elif AudioStop.is_type(ev.type):
+                    return {"ttfb_s": ttfb, "wall_s": time.perf_counter() - t0, "audio_s": n / 2 / 24000}
+    return asyncio.run(one())
+
+
+def summary(rs: list[dict]) -> dict:
+    ttfb = [r["ttfb_s"] for r in rs]
+    rtf = [r["wall_s"] / r["audio_s"] for r in rs]
+    return {"ttfb_median_s": statistics.median(ttfb), "ttfb_best_s": min(ttfb), "ttfb_all_s": ttfb,
+            "rtf_median": statistics.median(rtf), "rtf_all": rtf}
+
+
+def four_clients(host: str, port: int, voice: str) -> dict:
+    results: list = [None] * 4
+
+    def client(i):
+        results[i] = http_request(host, port, voice, i)
+    t0 = time.perf_counter()
+    ts = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    wall = time.perf_counter() - t0
+    return {"rtf_aggregate": wall / sum(r["audio_s"] for r in results),
+            "rtf_per_request": sorted(r["wall_s"] / r["audio_s"] for r in results),
+            "ttfb_s": sorted(r["ttfb_s"] for r in results)}
 
 
 def bench_rss(model, requests, tmp: Path) -> dict:
@@ -165,44 +175,12 @@ def bench_rss(model, requests, tmp: Path) -> dict:
         stop(proc, out)
 
 
-def bench_wyoming(model, threads, frames, runs, voice, tmp: Path) -> dict:
-    from wyoming.audio import AudioChunk, AudioStop
-    from wyoming.client import AsyncTcpClient
-    from wyoming.tts import Synthesize, SynthesizeVoice
-
-    proc, out, host, port = start("wyoming", ["-m", model, "--threads", str(threads),
-                                              "--uri", "tcp://127.0.0.1:0", "--seed", "0",
-                                              "--max-frames", str(frames), "--min-frames", str(frames)],
-                                  tmp / "wyoming.log")
-
-    async def one():
-        async with AsyncTcpClient(host, port) as c:
-            t0 = time.perf_counter()
-            await c.write_event(Synthesize(text=TEXT, voice=SynthesizeVoice(name=voice)).event())
-            ttfb, n = None, 0
-            while True:
-                ev = await c.read_event()
-                if AudioChunk.is_type(ev.type):
-                    ttfb = ttfb or time.perf_counter() - t0
-                    n += len(AudioChunk.from_event(ev).audio)
-                elif AudioStop.is_type(ev.type):
-                    return {"ttfb_s": ttfb, "wall_s": time.perf_counter() - t0, "audio_s": n / 2 / 24000}
-
-    try:
-        asyncio.run(one())                                # warm-up
-        rs = [asyncio.run(one()) for _ in range(runs)]
-        return {"ttfb_s": min(r["ttfb_s"] for r in rs), "ttfb_all_s": [r["ttfb_s"] for r in rs],
-                "rtf_1_client": min(r["wall_s"] / r["audio_s"] for r in rs)}
-    finally:
-        stop(proc, out)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="/tmp/bench-models/cv06-q4_0")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--frames", type=int, default=50)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--rss-requests", type=int, default=500)
     ap.add_argument("--rss-model", default=str(_ROOT / "tests" / "fixtures" / "tiny"))
     ap.add_argument("--tmp", default="/tmp/edgetts-bench-serve")
@@ -211,12 +189,34 @@ def main() -> None:
     tmp.mkdir(parents=True, exist_ok=True)
     out = {"model": a.model, "threads": a.threads, "frames": a.frames, "audio_s": a.frames * 0.08,
            "runs": a.runs, "loadavg_before": loadavg()}
-    out["in_process"] = baseline(a.model, a.threads, a.frames, a.runs)
-    voice = out["in_process"]["voice"]
-    out["http"] = bench_http(a.model, a.threads, a.frames, a.runs, voice, tmp)
-    out["wyoming"] = bench_wyoming(a.model, a.threads, a.frames, a.runs, voice, tmp)
-    base = out["in_process"]["ttfa_s"]
-    out["ttfb_over_ttfa"] = {"http": out["http"]["ttfb_s"] / base, "wyoming": out["wyoming"]["ttfb_s"] / base}
+    import edgetts
+
+    tts = edgetts.load(a.model, threads=a.threads)
+    voice = tts.speakers[0]                               # from the checkpoint
+    forced = ["--threads", str(a.threads), "--seed", "0", "--max-frames", str(a.frames),
+              "--min-frames", str(a.frames)]
+    servers = [start("serve", ["-m", a.model, "--port", "0", "--max-queue", "8", *forced], tmp / "serve.log"),
+               start("wyoming", ["-m", a.model, "--uri", "tcp://127.0.0.1:0", *forced], tmp / "wyoming.log")]
+    try:
+        (_, _, hh, hp), (_, _, wh, wp) = servers
+        paths = {"in_process": lambda: in_process(tts, voice, a.frames),
+                 "http": lambda: http_request(hh, hp, voice),
+                 "wyoming": lambda: wyoming_request(wh, wp, voice)}
+        runs: dict = {name: [] for name in paths}
+        for fn in paths.values():                         # warm-up: numba cache, pages
+            fn()
+        for _ in range(a.runs):                           # interleaved: the same noise for all three
+            for name, fn in paths.items():
+                runs[name].append(fn())
+        for name, rs in runs.items():
+            out[name] = summary(rs)
+        out["http_4_clients"] = four_clients(hh, hp, voice)
+    finally:
+        for proc, log, _, _ in servers:
+            stop(proc, log)
+    base = out["in_process"]["ttfb_median_s"]
+    out["ttfb_over_in_process_ttfa_median"] = {"http": out["http"]["ttfb_median_s"] / base,
+                                               "wyoming": out["wyoming"]["ttfb_median_s"] / base}
     if a.rss_requests:
         out["rss"] = bench_rss(a.rss_model, a.rss_requests, tmp)
     out["loadavg_after"] = loadavg()

@@ -27,7 +27,8 @@ def require_extra(*modules: str) -> None:
         try:
             importlib.import_module(name)
         except ImportError:
-            raise EdgeTTSError(f"this command needs the '{name}' package: pip install 'edgetts[server]'") from None
+            raise EdgeTTSError(f"this command needs the '{name}' package: "
+                               "pip install 'edgetts[server]'") from None
 
 
 def add_common(p: argparse.ArgumentParser) -> None:

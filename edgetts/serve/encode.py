@@ -5,13 +5,13 @@
         send(enc.push(chunk))      # may be b"" while the encoder gathers a frame
     send(enc.finish())
 
-pcm is raw s16le. wav, mp3 and opus (in Ogg) stream: libsndfile writes them front to back, and
-the header fix-ups it makes when it closes the file (sizes, the LAME tag) are dropped because
-those bytes have left already; so a streamed WAV says "size unknown" (0xFFFFFFFF, as WAV
-streams do) and mp3 is constant bit rate (~80 kbit/s mono; a player needs no LAME tag to know its length, though
-the decoded audio then keeps the encoder delay, ~50 ms).
-FLAC needs its header (STREAMINFO: total samples) right to be read back, so it is sent whole,
-when the audio is complete.
+Every format carries the same int16 samples (edgetts.audio.to_s16le); pcm is them raw. wav, mp3
+and opus (in Ogg) stream: libsndfile writes them front to back, and the header fix-ups it makes
+when it closes the file (sizes, the LAME tag) are dropped because those bytes have left already;
+so a streamed WAV says "size unknown" (0xFFFFFFFF, as WAV streams do), and mp3 is constant bit
+rate (~80 kbit/s mono), which a player can read without the LAME tag, though the decoded audio
+then keeps the encoder delay (~70 ms at 24 kHz). FLAC needs its header (STREAMINFO: total
+samples) right to be read back, so it is sent whole, once the audio is complete.
 """
 from __future__ import annotations
 

@@ -208,8 +208,8 @@ class SpeechAPI:
 
     async def models(self, request):
         ids = [self.model_id, *MODEL_ALIASES]
-        return _json({"object": "list",
-                      "data": [{"id": i, "object": "model", "created": 0, "owned_by": "edgetts"} for i in ids]})
+        data = [{"id": i, "object": "model", "created": 0, "owned_by": "edgetts"} for i in ids]
+        return _json({"object": "list", "data": data})
 
     async def voices(self, request):
         return _json({"object": "list", "voices": self.catalog.voices()})
@@ -255,7 +255,8 @@ class _Auth:
         if scope["type"] == "http" and self.api_key:
             got = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
             scheme, _, token = got.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.api_key.encode()):
+            key_ok = hmac.compare_digest(token.strip().encode(), self.api_key.encode())
+            if scheme.lower() != "bearer" or not key_ok:
                 msg = ("missing API key: send 'Authorization: Bearer KEY'" if not got
                        else "incorrect API key")
                 resp = ApiError(401, msg, code="invalid_api_key",

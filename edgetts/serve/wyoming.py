@@ -68,9 +68,9 @@ class WyomingTTS:
             langs = [LANGUAGE_CODES.get(lang, lang) for lang in self.catalog.tts.languages if lang != "auto"]
             voices = [TtsVoice(name="default", description="the model's voice", attribution=attribution,
                                installed=True, version=None, languages=langs)]
-        program = TtsProgram(name="edgetts", description="Qwen3-TTS on CPU (edgetts)", attribution=attribution,
-                             installed=True, version=__version__, voices=voices,
-                             supports_synthesize_streaming=True)
+        program = TtsProgram(name="edgetts", description="Qwen3-TTS on CPU (edgetts)",
+                             attribution=attribution, installed=True, version=__version__,
+                             voices=voices, supports_synthesize_streaming=True)
         return Info(tts=[program])
 
     def language(self, requested) -> str:

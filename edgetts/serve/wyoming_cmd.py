@@ -24,7 +24,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("wyoming", help="Wyoming protocol TTS server (Home Assistant)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common(p)
-    p.add_argument("--uri", default=DEFAULT_URI, help=f"tcp://HOST:PORT or unix://PATH (default: {DEFAULT_URI})")
+    p.add_argument("--uri", default=DEFAULT_URI,
+                   help=f"tcp://HOST:PORT or unix://PATH (default: {DEFAULT_URI})")
     p.add_argument("--voice", help="voice when a request names none (default: the model's first speaker)")
     p.add_argument("--sentence-silence", type=float, default=JOIN_SILENCE, metavar="SECONDS",
                    help=f"silence after each streamed sentence (default: {JOIN_SILENCE})")
