@@ -16,6 +16,15 @@ TINY = ROOT / "tests" / "fixtures" / "tiny"
 LSB = 1  # int16 steps: streamed and one-shot decoding differ by ~1e-5 before rounding
 
 
+def _names():
+    import edgetts
+    tts = edgetts.load(TINY)
+    return list(tts.speakers), [lang for lang in tts.languages if lang != "auto"]
+
+
+SPEAKERS, LANGUAGES = _names()   # from the checkpoint, never spelled out in the tests
+
+
 class Server:
     def __init__(self, command: str, args: list[str], log: Path, env: dict | None = None, timeout=120):
         self.log = log

@@ -17,7 +17,10 @@ import soundfile as sf
 
 openai = pytest.importorskip("openai")
 
-from serve_util import TINY, Server, assert_same_samples, best_correlation, s16  # noqa: E402
+from serve_util import (LANGUAGES, SPEAKERS, TINY, Server, assert_same_samples,  # noqa: E402
+                        best_correlation, s16)
+
+VOICE, OTHER_VOICE = SPEAKERS[:2]
 
 FRAMES = 12
 SPF = 1920
@@ -54,7 +57,7 @@ def client(srv, key="unused", **kw):
     return openai.OpenAI(base_url=f"http://{srv.host}:{srv.port}/v1", api_key=key, max_retries=0, **kw)
 
 
-def speech(srv, text=TEXT, voice="tiny", fmt="pcm", seed=7, key="unused", **extra) -> bytes:
+def speech(srv, text=TEXT, voice=VOICE, fmt="pcm", seed=7, key="unused", **extra) -> bytes:
     body = {"seed": seed, **extra.pop("extra_body", {})}
     with client(srv, key).audio.speech.with_streaming_response.create(
             model="tts-1", voice=voice, input=text, response_format=fmt, extra_body=body, **extra) as r:
@@ -64,7 +67,7 @@ def speech(srv, text=TEXT, voice="tiny", fmt="pcm", seed=7, key="unused", **extr
 
 def reference(tts, text=TEXT, seed=7, frames=FRAMES, **kw):
     lim = dict(max_frames=frames, min_frames=frames) if frames else {}
-    return tts.generate(text, speaker=kw.pop("speaker", "tiny"), language="auto", seed=seed, **lim, **kw).audio
+    return tts.generate(text, speaker=kw.pop("speaker", VOICE), language="auto", seed=seed, **lim, **kw).audio
 
 
 def raw(srv, method, path, body=None, headers=None):
@@ -113,7 +116,7 @@ def test_lossy_formats_decode_to_the_same_speech(server, tts, fmt):
 @pytest.mark.parametrize("fmt", ["pcm", "wav"])
 def test_sse_deltas_carry_the_same_audio(server, tts, fmt):
     with client(server).audio.speech.with_streaming_response.create(
-            model="tts-1", voice="tiny", input=TEXT, response_format=fmt, stream_format="sse",
+            model="tts-1", voice=VOICE, input=TEXT, response_format=fmt, stream_format="sse",
             extra_body={"seed": 7}) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
         text = b"".join(r.iter_bytes()).decode()
@@ -126,8 +129,9 @@ def test_sse_deltas_carry_the_same_audio(server, tts, fmt):
 
 
 def test_voice_language_and_seed_reach_the_model(server, tts):
-    got = np.frombuffer(speech(server, voice="tiny_sc", seed=11, extra_body={"language": "english"}), "<i2")
-    want = tts.generate(TEXT, speaker="tiny_sc", language="english", seed=11, max_frames=FRAMES,
+    lang = LANGUAGES[-1]
+    got = np.frombuffer(speech(server, voice=OTHER_VOICE, seed=11, extra_body={"language": lang}), "<i2")
+    want = tts.generate(TEXT, speaker=OTHER_VOICE, language=lang, seed=11, max_frames=FRAMES,
                         min_frames=FRAMES).audio
     assert_same_samples(got, s16(want))
     assert np.max(np.abs(got.astype(np.int32) - s16(reference(tts)))) > 100  # not the default voice
@@ -136,7 +140,7 @@ def test_voice_language_and_seed_reach_the_model(server, tts):
 def test_models_voices_health(server, tts):
     c = client(server)
     ids = [m.id for m in c.models.list()]
-    assert "tts-1" in ids and "tiny" in ids
+    assert "tts-1" in ids and TINY.name in ids
     status, _, body = raw(server, "GET", "/v1/audio/voices")
     voices = json.loads(body)["voices"]
     assert [v["id"] for v in voices] == tts.speakers
@@ -173,7 +177,7 @@ def _open_stream(srv, text=LONG, seed=1):
     """A streaming request whose response has started (the model is busy with it)."""
     conn = http.client.HTTPConnection(srv.host, srv.port, timeout=60)
     conn.request("POST", "/v1/audio/speech", body=json.dumps(
-        {"model": "tts-1", "input": text, "voice": "tiny", "response_format": "pcm", "seed": seed}),
+        {"model": "tts-1", "input": text, "voice": VOICE, "response_format": "pcm", "seed": seed}),
         headers={"Content-Type": "application/json"})
     r = conn.getresponse()
     assert r.status == 200
@@ -206,7 +210,7 @@ def test_a_waiting_client_that_leaves_gives_up_its_place(slow_server):
     import socket
     conn, r = _open_stream(slow_server, seed=3)          # running
     before = health(slow_server)
-    body = json.dumps({"model": "tts-1", "input": "Hello there.", "voice": "tiny", "response_format": "pcm"})
+    body = json.dumps({"model": "tts-1", "input": "Hello there.", "voice": VOICE, "response_format": "pcm"})
     with socket.create_connection((slow_server.host, slow_server.port)) as s:
         s.sendall(f"POST /v1/audio/speech HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                   f"Content-Length: {len(body)}\r\n\r\n{body}".encode())
@@ -239,7 +243,7 @@ def test_full_queue_gets_503_and_the_rest_still_work(slow_server, tts):
 
 
 def test_rss_stays_flat_over_sequential_requests(server):
-    body = json.dumps({"model": "tts-1", "input": "Hi there.", "voice": "tiny", "response_format": "wav"})
+    body = json.dumps({"model": "tts-1", "input": "Hi there.", "voice": VOICE, "response_format": "wav"})
     conn = http.client.HTTPConnection(server.host, server.port, timeout=60)
 
     def run(n):
@@ -264,7 +268,7 @@ def test_api_key_from_the_environment(tmp_path, tts):
             speech(srv, key="wrong")
         assert e.value.status_code == 401 and e.value.body["code"] == "invalid_api_key"
         for path, method in [("/v1/audio/speech", "POST"), ("/v1/models", "GET"), ("/health", "GET")]:
-            status, headers, body = raw(srv, method, path, {"model": "tts-1", "input": "Hi.", "voice": "tiny"})
+            status, headers, body = raw(srv, method, path, {"model": "tts-1", "input": "Hi.", "voice": VOICE})
             assert status == 401 and json.loads(body)["error"]["type"] == "invalid_request_error"
             assert not headers.get("Content-Type", "").startswith("audio")
         got = np.frombuffer(speech(srv, key="sekret"), "<i2")
@@ -275,7 +279,7 @@ def test_api_key_from_the_environment(tmp_path, tts):
 
 # -- bad input -------------------------------------------------------------------------------------
 
-GOOD = {"model": "tts-1", "input": "Hi.", "voice": "tiny", "response_format": "pcm"}
+GOOD = {"model": "tts-1", "input": "Hi.", "voice": VOICE, "response_format": "pcm"}
 BAD = [
     (b"{not json", 400, "invalid_json"),
     (b"\xff\xfe\x00garbage", 400, "invalid_json"),
@@ -354,7 +358,7 @@ def test_time_limit_cuts_a_stream_and_the_server_goes_on(tmp_path):
         with pytest.raises(http.client.IncompleteRead):
             r.read()
         conn.close()
-        status, _, body = raw(srv, "POST", "/v1/audio/speech", {"model": "tts-1", "input": LONG, "voice": "tiny",
+        status, _, body = raw(srv, "POST", "/v1/audio/speech", {"model": "tts-1", "input": LONG, "voice": VOICE,
                                                                "response_format": "pcm", "stream_format": "sse"})
         assert status == 200
         last = json.loads(body.decode().strip().split("\n\n")[-1][6:])

@@ -22,7 +22,11 @@ from wyoming.tts import (Synthesize, SynthesizeChunk, SynthesizeStart, Synthesiz
 from edgetts.serve.engine import Engine, Limits  # noqa: E402
 from edgetts.serve.voices import Catalog, VoiceLibrary  # noqa: E402
 from edgetts.serve.wyoming import WyomingTTS, complete_sentences  # noqa: E402
-from serve_util import TINY, Server, assert_same_samples, s16  # noqa: E402
+from edgetts.serve.wyoming import LANGUAGE_CODES  # noqa: E402
+from serve_util import LANGUAGES, SPEAKERS, TINY, Server, assert_same_samples, s16  # noqa: E402
+
+VOICE, OTHER_VOICE = SPEAKERS[:2]
+LANG, OTHER_LANG = [lang for lang in LANGUAGES if lang in LANGUAGE_CODES][:2]   # server default, other
 
 FRAMES = 12
 SEED = 7
@@ -35,12 +39,12 @@ def tts():
     return edgetts.load(TINY)
 
 
-def ref(tts, text, language="english", speaker="tiny", frames=FRAMES):
+def ref(tts, text, language=LANG, speaker=VOICE, frames=FRAMES):
     return s16(tts.generate(text, speaker=speaker, language=language, seed=SEED, max_frames=frames,
                             min_frames=frames).audio)
 
 
-def make_service(options, language="english"):
+def make_service(options, language=LANG):
     import edgetts
     model = edgetts.load(TINY)    # the server's own model, as in a real server process
     engine = Engine(model, Limits(max_queue=8, time_limit=60))
@@ -93,7 +97,7 @@ async def read_audio(client) -> tuple[np.ndarray, list[str]]:
 
 
 def test_cli_server_describe_and_synthesize(tmp_path, tts):
-    srv = Server("wyoming", ["-m", str(TINY), "--uri", "tcp://127.0.0.1:0", "--language", "english",
+    srv = Server("wyoming", ["-m", str(TINY), "--uri", "tcp://127.0.0.1:0", "--language", LANG,
                              "--seed", str(SEED), "--max-frames", str(FRAMES), "--min-frames", str(FRAMES)],
                  tmp_path / "wyoming.log")
 
@@ -104,8 +108,9 @@ def test_cli_server_describe_and_synthesize(tmp_path, tts):
             (program,) = info.tts
             assert program.supports_synthesize_streaming
             assert [v.name for v in program.voices] == tts.speakers
-            assert set(program.voices[0].languages) == {"en", "zh"}
-            await c.write_event(Synthesize(text="Hello there, how are you?", voice=SynthesizeVoice(name="tiny")).event())
+            assert all(v.languages == [LANGUAGE_CODES[lang] for lang in LANGUAGES] for v in program.voices)
+            await c.write_event(Synthesize(text="Hello there, how are you?",
+                                           voice=SynthesizeVoice(name=VOICE)).event())
             audio, types = await read_audio(c)
             assert types[0] == "audio-start" and types[-1] == "audio-stop"
             return audio
@@ -122,15 +127,17 @@ def test_synthesize_uses_the_server_language_and_maps_codes(service, tts):
             await c.write_event(Synthesize(text="Good morning.").event())   # as Home Assistant: no voice
             default, _ = await read_audio(c)
             await c.write_event(Synthesize(text="Good morning.",
-                                           voice=SynthesizeVoice(name="tiny_sc", speaker=None)).event())
+                                           voice=SynthesizeVoice(name=OTHER_VOICE, speaker=None)).event())
             other_voice, _ = await read_audio(c)
-            await c.write_event(Synthesize(text="Good morning.", voice=SynthesizeVoice(language="zh-CN")).event())
-            chinese, _ = await read_audio(c)
-            return default, other_voice, chinese
-    default, other_voice, chinese = run(service, scenario)
-    assert_same_samples(default, ref(tts, "Good morning."))     # --language english, first speaker
-    assert_same_samples(other_voice, ref(tts, "Good morning.", speaker="tiny_sc"))
-    assert_same_samples(chinese, ref(tts, "Good morning.", language="chinese"))
+            code = LANGUAGE_CODES[OTHER_LANG]
+            await c.write_event(Synthesize(text="Good morning.",
+                                           voice=SynthesizeVoice(language=f"{code}-{code.upper()}")).event())
+            other_lang, _ = await read_audio(c)
+            return default, other_voice, other_lang
+    default, other_voice, other_lang = run(service, scenario)
+    assert_same_samples(default, ref(tts, "Good morning."))     # --language LANG, first speaker
+    assert_same_samples(other_voice, ref(tts, "Good morning.", speaker=OTHER_VOICE))
+    assert_same_samples(other_lang, ref(tts, "Good morning.", language=OTHER_LANG))
 
 
 def test_streaming_text_is_spoken_sentence_by_sentence(service, tts):
@@ -138,7 +145,7 @@ def test_streaming_text_is_spoken_sentence_by_sentence(service, tts):
 
     async def scenario(port):
         async with AsyncTcpClient("127.0.0.1", port) as c:
-            await c.write_event(SynthesizeStart(voice=SynthesizeVoice(name="tiny")).event())
+            await c.write_event(SynthesizeStart(voice=SynthesizeVoice(name=VOICE)).event())
             await c.write_event(SynthesizeChunk(text="Hello there. Gen").event())
             first, _ = await read_audio(c)      # spoken before the rest of the text exists
             await c.write_event(SynthesizeChunk(text="eral Kenobi! You are").event())
