@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT / "tests" / "fixtures" / "tiny"
+from conftest import FIXTURES, ROOT, TINY  # noqa: F401 - re-exported for the serve tests
+
 LSB = 1  # int16 steps: streamed and one-shot decoding differ by ~1e-5 before rounding
 
 

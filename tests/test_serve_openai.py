@@ -17,7 +17,7 @@ import soundfile as sf
 
 openai = pytest.importorskip("openai")
 
-from serve_util import (LANGUAGES, SPEAKERS, TINY, Server, assert_same_samples,  # noqa: E402
+from serve_util import (FIXTURES, LANGUAGES, SPEAKERS, TINY, Server, assert_same_samples,  # noqa: E402
                         best_correlation, s16)
 
 VOICE, OTHER_VOICE = SPEAKERS[:2]
@@ -371,7 +371,7 @@ def test_time_limit_cuts_a_stream_and_the_server_goes_on(tmp_path):
 
 def test_voice_design_takes_the_voice_from_instructions(tmp_path):
     import edgetts
-    vd_dir = TINY.parent / "tiny_vd"
+    vd_dir = FIXTURES / "tiny_vd"
     vd = edgetts.load(vd_dir)
     srv = Server("serve", ["-m", str(vd_dir), "--port", "0", "--max-frames", "6", "--min-frames", "6"],
                  tmp_path / "vd.log")
