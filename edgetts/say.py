@@ -18,6 +18,7 @@ import time
 import warnings
 
 from .errors import EdgeTTSError
+from .models.codec_precision import PRECISIONS
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -48,6 +49,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float)
     p.add_argument("--repetition-penalty", type=float)
     p.add_argument("--threads", type=int, help="worker threads for the kernels")
+    p.add_argument("--codec-precision", default="auto", choices=PRECISIONS,
+                   help="codec products: auto (reduced precision where measured safe), f32 (exact), "
+                        "int8 / bf16 (everywhere: faster, less exact)")
     p.add_argument("--sentence-silence", type=float, default=JOIN_SILENCE, metavar="SECONDS",
                    help=f"silence between sentence chunks and input lines (default: {JOIN_SILENCE})")
     p.add_argument("--no-normalize", action="store_true",
@@ -91,7 +95,7 @@ def _load(args):
     from .tts import load
 
     path = hub.resolve(args.model, qtype=args.qtype, progress=sys.stderr.isatty())
-    return load(path, threads=args.threads)
+    return load(path, threads=args.threads, codec_precision=args.codec_precision)
 
 
 def _check_voice(tts, args) -> None:

@@ -43,21 +43,24 @@ class Result:
         return 0.0 if self.audio is None else self.audio.shape[0] / self.sample_rate
 
 
-def load(path, threads: int | None = None) -> "TTS":
-    """Load a model: HF directory, GGUF file(s), or a hub id (downloaded through edgetts.hub)."""
+def load(path, threads: int | None = None, codec_precision: str = "auto") -> "TTS":
+    """Load a model: HF directory, GGUF file(s), or a hub id (downloaded through edgetts.hub).
+    codec_precision: "f32" (exact float32 codec products), "auto" (reduced precision where it is
+    measured safe, models/codec_precision.py), "int8" / "bf16" (everywhere; faster, less exact)."""
     p = Path(str(path)).expanduser()
     if not p.exists():
         from . import hub  # lazy: only for hub ids
         p = Path(hub.resolve(str(path)))
-    return TTS(_weights.open(p), threads=threads)
+    return TTS(_weights.open(p), threads=threads, codec_precision=codec_precision)
 
 
 class TTS:
-    def __init__(self, checkpoint, threads: int | None = None):
+    def __init__(self, checkpoint, threads: int | None = None, codec_precision: str = "auto"):
         if threads:
             import numba
             numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
         self.threads = threads
+        self.codec_precision = codec_precision
         self.checkpoint = ck = checkpoint
         # The codec loads on a second thread while the LM loads (cold start: both are CPU work
         # on separate cores); `self.codec` waits for it and re-raises its error, if any.
@@ -130,7 +133,7 @@ class TTS:
     def _load_codec(self) -> None:
         try:
             from .models.codec import Codec
-            self._codec = Codec.load(self.checkpoint, self.threads)
+            self._codec = Codec.load(self.checkpoint, self.threads, precision=self.codec_precision)
         except BaseException as e:  # noqa: BLE001 - handed to the thread that asks for the codec
             self._codec_error = e
 

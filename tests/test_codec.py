@@ -21,7 +21,7 @@ TOL_STREAM = 1e-5
 
 @pytest.fixture(scope="module")
 def codec():
-    return Codec.load(W.open(FIX))
+    return Codec.load(W.open(FIX), precision="f32")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_fixture_codecs_match_official(name):
     g = dict(np.load(fx / "golden.npz"))
     if "d_wav" not in g:
         pytest.skip(f"{name} has no codec goldens")
-    c = Codec.load(W.open(fx))
+    c = Codec.load(W.open(fx), precision="f32")
     assert np.abs(c.decode(g["d_codes"]) - g["d_wav"]).max() < TOL_OFFICIAL
     if "d_gen_wav" in g:
         assert np.abs(c.decode(g[_gen_codes_key(fx, g)]) - g["d_gen_wav"]).max() < TOL_OFFICIAL

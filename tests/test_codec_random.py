@@ -107,7 +107,7 @@ def checkpoint_from_tensors(tensors: dict[str, np.ndarray], dc: dict, sample_rat
 @pytest.fixture(scope="module")
 def odd_codec():
     from edgetts.models.codec import Codec
-    return Codec.load(checkpoint_from_tensors(random_codec_tensors(ODD_CONFIG, seed=3), ODD_CONFIG))
+    return Codec.load(checkpoint_from_tensors(random_codec_tensors(ODD_CONFIG, seed=3), ODD_CONFIG), precision="f32")
 
 
 def _codes(codec, n, seed):
@@ -189,7 +189,7 @@ def test_f16_weights_and_gguf_metadata(tmp_path, odd_codec):
     wr.write_tensors_to_file()
     wr.close()
     ck = W.Checkpoint(kind="gguf", root=tmp_path, codec=W.read_gguf(path))
-    c16 = Codec.load(ck)
+    c16 = Codec.load(ck, precision="f32")
     assert c16.samples_per_frame == odd_codec.samples_per_frame
     codes = _codes(c16, 9, 4)
     a, b = c16.decode(codes), odd_codec.decode(codes)
@@ -198,7 +198,7 @@ def test_f16_weights_and_gguf_metadata(tmp_path, odd_codec):
     s = np.concatenate([st.push(codes[i:i + 2]) for i in range(0, 9, 2)])
     assert np.abs(s - a).max() <= 1e-5
     # keep_f16: the F16 matrices stay half precision in memory, widened per use -> same output
-    ck2 = Codec.load(ck, keep_f16=True)
+    ck2 = Codec.load(ck, keep_f16=True, precision="f32")
     assert ck2.decoder.dec0.w.dtype == np.float16
     assert np.array_equal(ck2.decode(codes), a)
 
@@ -223,7 +223,7 @@ def test_bf16_weights():
     hf = random_codec_tensors(ODD_CONFIG, seed=3)
     bits = {n: (a.view(np.uint32) >> 16).astype(np.uint16) for n, a in hf.items()}
     as_f32 = {n: (b.astype(np.uint32) << 16).view(np.float32) for n, b in bits.items()}
-    c_bf16 = Codec.load(checkpoint_from_tensors(bits, ODD_CONFIG))
-    c_f32 = Codec.load(checkpoint_from_tensors(as_f32, ODD_CONFIG))
+    c_bf16 = Codec.load(checkpoint_from_tensors(bits, ODD_CONFIG), precision="f32")
+    c_f32 = Codec.load(checkpoint_from_tensors(as_f32, ODD_CONFIG), precision="f32")
     codes = _codes(c_f32, 6, 5)
     assert np.array_equal(c_bf16.decode(codes), c_f32.decode(codes))

@@ -109,7 +109,7 @@ _TTS = {}
 
 def tts_for(path):
     if path not in _TTS:
-        _TTS[path] = edgetts.load(path)
+        _TTS[path] = edgetts.load(path, codec_precision="f32")
     return _TTS[path]
 
 
@@ -159,7 +159,7 @@ def gguf_f32(tmp_path_factory):
 def test_gguf_f32_same_as_safetensors(name, gguf_f32):
     g = golden(name)
     a = tts_for(FIX / name)
-    b = edgetts.load(gguf_f32[name])
+    b = edgetts.load(gguf_f32[name], codec_precision="f32")
     assert b.checkpoint.main.format == "gguf"
     assert (a.model_type, a.speakers, a.languages) == (b.model_type, b.speakers, b.languages)
     assert a.cfg.talker == b.cfg.talker and a.cfg.predictor == b.cfg.predictor

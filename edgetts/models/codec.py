@@ -41,6 +41,8 @@ from ..kernels import conv as kc
 from ..kernels.memory import release_pages
 from ..kernels.pool import Rows, as_f32, default_threads
 from ..kernels import snake as ks
+from ..kernels.lowp import PackedGemm
+from .codec_precision import plan_precision
 
 SNAKE_EPS = 1e-9
 CONVNEXT_EPS = 1e-6
@@ -58,11 +60,13 @@ class _Conv:
 
     TILE_FLOATS = 1 << 21  # im2col floats (8 MB) above which run() works in row tiles
 
-    def __init__(self, w_torch, bias, dilation=1):
+    def __init__(self, w_torch, bias, dilation=1, reduce=None):
         self.cout, self.cin, self.k = w_torch.shape
         self.d = dilation
-        # tap-major copy [k*Cin, Cout] (im2col order)
+        # tap-major copy [k*Cin, Cout] (im2col order), or that packed for a reduced-precision kernel
         self.w = kc.conv_weight(w_torch)
+        if reduce is not None:
+            self.w = reduce(self.w)
         self.bias = np.ascontiguousarray(bias, np.float32)
         self.ctx = (self.k - 1) * dilation
 
@@ -81,6 +85,8 @@ class _Conv:
         st[:] = buf[n:]
         if self.k == 1:
             return rows.gemm(buf, self.w)
+        if isinstance(self.w, PackedGemm):  # im2col straight into the kernel's activation format
+            return _packed_conv(self.w, buf, self.k, self.d, rows.par if rows.pool else None)
         K = self.k * self.cin
         if n * K <= self.TILE_FLOATS:
             cols = np.empty((n, K), np.float32)
@@ -103,12 +109,14 @@ class _Conv:
 
 
 class _TransConv:
-    def __init__(self, w_torch, bias, stride):
+    def __init__(self, w_torch, bias, stride, reduce=None):
         self.cin, self.cout, self.k = w_torch.shape
         self.s = int(stride)
         if self.k < self.s:
             raise EdgeTTSError(f"codec: transposed conv kernel {self.k} shorter than its stride {self.s}")
         self.w = kc.trans_conv_weight(w_torch)
+        if reduce is not None:
+            self.w = reduce(self.w)
         self.bias = np.ascontiguousarray(bias, np.float32)
 
     def state(self):
@@ -116,7 +124,7 @@ class _TransConv:
 
     def run(self, x, carry, rows):
         n = x.shape[0]
-        y3 = rows.gemm(x, self.w).reshape(n, self.cout, self.k)
+        y3 = np.ascontiguousarray(rows.gemm(x, self.w)).reshape(n, self.cout, self.k)
         out = np.empty((n * self.s, self.cout), np.float32)
         if rows.pool is None or out.size < rows.MIN_ELEMS:
             kc.overlap_add_rows(y3, carry, self.bias, self.s, out, 0, n * self.s)
@@ -179,9 +187,11 @@ class _Block:
 class CodecDecoder:
     """Weights of the decoder, laid out for the time-major kernels. Built by Codec.load."""
 
-    def __init__(self, cfg: CodecConfig, view: GGUFView, keep_f16: bool = False):
+    def __init__(self, cfg: CodecConfig, view: GGUFView, keep_f16: bool = False, precision="f32"):
         self.cfg = cfg
         get = self._getter(view, keep_f16)
+        # per layer group: None (float32 as today) or a packer to a reduced-precision kernel
+        red = plan_precision(precision, cfg)
 
         # RVQ: fold output_proj into the codebooks -> [nq, codebook_size, codebook_dim]
         nsem = cfg.num_semantic_quantizers
@@ -203,33 +213,36 @@ class CodecDecoder:
                 q += 1
         self.codebook_dim = cdim
 
-        self.pre_conv = _Conv(get("tok_dec.pre_conv.weight", True), get("tok_dec.pre_conv.bias"))
+        self.pre_conv = _Conv(get("tok_dec.pre_conv.weight", True), get("tok_dec.pre_conv.bias"),
+                              reduce=red("pre_conv"))
 
         # transformer
         t = "tok_dec.pre_tfm."
         # transformer Linears stay as stored ([out, in], in place for F32): few rows per call,
         # the numba few-row kernel (Rows.lin) beats BLAS there (no weight packing)
-        self.in_w = get(t + "input_proj.weight", True)
+        tr = red("transformer")
+        self.in_w = _lin(get(t + "input_proj.weight", True), tr)
         self.in_b = get(t + "input_proj.bias")
         self.layers = []
         for i in range(cfg.num_hidden_layers):
             b = f"{t}blk.{i}."
             wq, wk, wv = (get(b + f"attn_{x}.weight", True) for x in "qkv")
-            if wq.shape[0] != cfg.num_attention_heads * cfg.head_dim or \
-                    wk.shape[0] != cfg.num_key_value_heads * cfg.head_dim:
-                raise EdgeTTSError(f"codec: attention weights {wq.shape}/{wk.shape} do not match "
+            wq_, wk_, wv_ = wq.shape, wk.shape, wv.shape
+            if wq_[0] != cfg.num_attention_heads * cfg.head_dim or \
+                    wk_[0] != cfg.num_key_value_heads * cfg.head_dim:
+                raise EdgeTTSError(f"codec: attention weights {wq_}/{wk_} do not match "
                                    f"heads {cfg.num_attention_heads}/{cfg.num_key_value_heads} x {cfg.head_dim}")
             self.layers.append(_TfmLayer(
                 attn_norm=get(b + "attn_norm.weight"),
-                q=wq, k=wk, v=wv, o=get(b + "attn_output.weight", True),
+                q=_lin(wq, tr), k=_lin(wk, tr), v=_lin(wv, tr), o=_lin(get(b + "attn_output.weight", True), tr),
                 attn_scale=get(b + "attn_scale"),
                 ffn_norm=get(b + "ffn_norm.weight"),
-                gate=get(b + "ffn_gate.weight", True), up=get(b + "ffn_up.weight", True),
-                down=get(b + "ffn_down.weight", True),
+                gate=_lin(get(b + "ffn_gate.weight", True), tr), up=_lin(get(b + "ffn_up.weight", True), tr),
+                down=_lin(get(b + "ffn_down.weight", True), tr),
                 ffn_scale=get(b + "ffn_scale"),
             ))
         self.norm_w = get(t + "norm.weight")
-        self.out_w = get(t + "output_proj.weight", True)
+        self.out_w = _lin(get(t + "output_proj.weight", True), tr)
         self.out_b = get(t + "output_proj.bias")
 
         # upsampler: transposed conv (k = s = ratio) + ConvNeXt
@@ -238,17 +251,21 @@ class CodecDecoder:
             p = f"tok_dec.upsample.{u}."
             dw = get(p + "dwconv.weight")  # [C, 1, k]
             self.upsample.append(_Upsample(
-                tconv=_TransConv(get(p + "conv.weight", True), get(p + "conv.bias"), ratio),
+                tconv=_TransConv(get(p + "conv.weight", True), get(p + "conv.bias"), ratio,
+                                 reduce=red(f"upsample{u}.tconv")),
                 dw_w=np.ascontiguousarray(dw[:, 0, :].T), dw_b=get(p + "dwconv.bias"),
                 dw_ctx=dw.shape[2] - 1,
                 norm_w=get(p + "norm.weight"), norm_b=get(p + "norm.bias"),
-                pw1=_linear_t(get(p + "pwconv1.weight", True)), pw1_b=get(p + "pwconv1.bias"),
-                pw2=_linear_t(get(p + "pwconv2.weight", True)), pw2_b=get(p + "pwconv2.bias"),
+                pw1=_reduced(_linear_t(get(p + "pwconv1.weight", True)), red(f"upsample{u}.pwconv")),
+                pw1_b=get(p + "pwconv1.bias"),
+                pw2=_reduced(_linear_t(get(p + "pwconv2.weight", True)), red(f"upsample{u}.pwconv")),
+                pw2_b=get(p + "pwconv2.bias"),
                 gamma=get(p + "gamma"),
             ))
 
         # wave decoder
-        self.dec0 = _Conv(get("tok_dec.dec.0.conv.weight", True), get("tok_dec.dec.0.conv.bias"))
+        self.dec0 = _Conv(get("tok_dec.dec.0.conv.weight", True), get("tok_dec.dec.0.conv.bias"),
+                          reduce=red("decoder.0"))
         self.blocks = []
         for bi, rate in enumerate(cfg.upsample_rates):
             p = f"tok_dec.dec.{bi + 1}."
@@ -258,21 +275,24 @@ class CodecDecoder:
                 r = f"{p}res.{j}."
                 units.append(_ResUnit(
                     act1=_snake_params(get(r + "act1.alpha"), get(r + "act1.beta")),
-                    conv1=_Conv(get(r + "conv1.weight", True), get(r + "conv1.bias"), dilation=3 ** j),
+                    conv1=_Conv(get(r + "conv1.weight", True), get(r + "conv1.bias"), dilation=3 ** j,
+                                reduce=red(f"block{bi}.conv1")),
                     act2=_snake_params(get(r + "act2.alpha"), get(r + "act2.beta")),
-                    conv2=_Conv(get(r + "conv2.weight", True), get(r + "conv2.bias")),
+                    conv2=_Conv(get(r + "conv2.weight", True), get(r + "conv2.bias"),
+                                reduce=red(f"block{bi}.conv2")),
                 ))
                 j += 1
             self.blocks.append(_Block(
                 snake=_snake_params(get(p + "snake.alpha"), get(p + "snake.beta")),
-                tconv=_TransConv(get(p + "conv_t.weight", True), get(p + "conv_t.bias"), rate),
+                tconv=_TransConv(get(p + "conv_t.weight", True), get(p + "conv_t.bias"), rate,
+                                 reduce=red(f"block{bi}.tconv")),
                 units=units,
             ))
         nb = len(cfg.upsample_rates)
         self.final_snake = _snake_params(get(f"tok_dec.dec.{nb + 1}.snake.alpha"),
                                          get(f"tok_dec.dec.{nb + 1}.snake.beta"))
         self.final_conv = _Conv(get(f"tok_dec.dec.{nb + 2}.conv.weight", True),
-                                get(f"tok_dec.dec.{nb + 2}.conv.bias"))
+                                get(f"tok_dec.dec.{nb + 2}.conv.bias"), reduce=red("final"))
         self._check()
 
     @staticmethod
@@ -304,9 +324,32 @@ class CodecDecoder:
         if self.pre_conv.cin != self.codebook_dim or self.pre_conv.cout != cfg.latent_dim:
             raise EdgeTTSError(f"codec: pre_conv is {self.pre_conv.cin}->{self.pre_conv.cout}, "
                                f"expected {self.codebook_dim}->{cfg.latent_dim}")
-        if self.in_w.shape != (cfg.hidden_size, cfg.latent_dim):
+        if _out_in(self.in_w) != (cfg.hidden_size, cfg.latent_dim):
             raise EdgeTTSError(f"codec: transformer input_proj {self.in_w.shape} does not match "
                                f"hidden_size {cfg.hidden_size} / latent_dim {cfg.latent_dim}")
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of every weight array the decoder holds (packed or float; mmap views included)."""
+        seen, tot = set(), 0
+
+        def add(v):
+            nonlocal tot
+            if isinstance(v, PackedGemm):
+                tot += v.nbytes
+            elif isinstance(v, np.ndarray) and id(v) not in seen:
+                seen.add(id(v))
+                tot += v.nbytes
+            elif isinstance(v, (list, tuple)):
+                for x in v:
+                    add(x)
+            elif hasattr(v, "__dict__") and not isinstance(v, (CodecConfig, type)):
+                for x in vars(v).values():
+                    add(x)
+        for k, v in vars(self).items():
+            if k != "cfg":
+                add(v)
+        return tot
         if self.dec0.cout != cfg.decoder_dim:
             raise EdgeTTSError(f"codec: decoder.0 has {self.dec0.cout} channels, decoder_dim is {cfg.decoder_dim}")
 
@@ -492,7 +535,7 @@ class CodecStream:
             ust[:] = buf[T:]
             # phase 2, each thread on its own rows: im2col, dilated k7 conv (GEMM), Snake2,
             # 1x1 conv (GEMM), residual add. Rows are independent once phase 1 is done.
-            w1, w2 = as_f32(c1.w), as_f32(c2.w)
+            w1, w2 = _f32_or_packed(c1.w), _f32_or_packed(c2.w)
             if self.rows.pool is None or T * C * C * c1.k < self.rows.MIN_GEMM:
                 self._unit_rows(u, w1, w2, buf, y, 0, T)
             else:
@@ -513,15 +556,46 @@ class CodecStream:
         a2, ib2 = u.act2
         K = c1.k * c1.cin
         tile = max(16, (cls.TILE_FLOATS if K * c1.cout <= cls.SMALL_W else cls.WIDE_TILE_FLOATS) // K)
-        cols = np.empty((min(tile, max(r1 - r0, 0)), K), np.float32)
+        cols = None if isinstance(w1, PackedGemm) else np.empty((min(tile, max(r1 - r0, 0)), K), np.float32)
         for t0 in range(r0, r1, tile):
             t1 = min(r1, t0 + tile)
-            cc = cols[: t1 - t0]
-            kc.im2col(cc, buf[t0: t1 + c1.ctx], c1.k, c1.d)
-            h = kc.matmul(cc, w1)
+            cc = None if cols is None else cols[: t1 - t0]
+            if isinstance(w1, PackedGemm):
+                h = _packed_conv(w1, buf[t0: t1 + c1.ctx], c1.k, c1.d)
+            else:
+                kc.im2col(cc, buf[t0: t1 + c1.ctx], c1.k, c1.d)
+                h = kc.matmul(cc, w1)
             ks.snake_beta(h, c1.bias, a2, ib2, h)
-            z = kc.matmul(h, w2)
+            z = w2.matmul(h) if isinstance(w2, PackedGemm) else kc.matmul(h, w2)
             ks.residual_add(y[t0:t1], z, c2.bias)
+
+
+def _packed_conv(w, xp, k, d, par=None):
+    """Causal conv of xp ([T + (k-1)d, Cin], left context in front) on a packed weight: the im2col
+    goes straight into the kernel's activation format (int8 / bf16), no float32 copy."""
+    n = xp.shape[0] - (k - 1) * d
+    A, sx = w.act(n)
+    w.load_im2col(xp, k, d, A, sx)
+    out = w.out(n)
+    w.run_split(A, sx, out, n, par)
+    return out[:n, :w.N]
+
+
+def _f32_or_packed(w):
+    return w if isinstance(w, PackedGemm) else as_f32(w)
+
+
+def _reduced(w, reduce):
+    return w if reduce is None else reduce(w)
+
+
+def _lin(w, reduce):
+    """A transformer Linear [out, in]: as stored (Rows.lin), or packed from its transpose."""
+    return w if reduce is None else reduce(np.ascontiguousarray(as_f32(w).T))
+
+
+def _out_in(w):
+    return (w.N, w.K) if isinstance(w, PackedGemm) else w.shape
 
 
 def _linear_t(*ws):
@@ -563,15 +637,19 @@ class Codec:
         self.codebook_size = cfg.codebook_size
 
     @classmethod
-    def load(cls, checkpoint, threads: int | None = None, keep_f16: bool = False) -> "Codec":
+    def load(cls, checkpoint, threads: int | None = None, keep_f16: bool = False,
+             precision: str = "auto") -> "Codec":
         """threads: worker count (default 2 / EDGETTS_CODEC_THREADS). keep_f16: keep matrices
         stored as F16 in half precision (memory-mapped) and widen them at each use: the same
-        output, ~half the resident weight memory, a few % more CPU."""
+        output, ~half the resident weight memory, a few % more CPU. precision: "f32" (exact
+        float32 products), "auto" (reduced-precision kernels where this CPU has them and the
+        measured error allows, models/codec_precision.py), or "int8" / "bf16" everywhere they
+        apply (measurements)."""
         if getattr(checkpoint, "codec", None) is None:
             raise EdgeTTSError(f"{getattr(checkpoint, 'root', 'checkpoint')}: no codec (speech tokenizer) "
                                "weights found; expected speech_tokenizer/ or a qwen3-tts-tokenizer GGUF")
         cfg = CodecConfig.from_checkpoint(checkpoint)
-        return cls(CodecDecoder(cfg, GGUFView(checkpoint.codec), keep_f16), threads)
+        return cls(CodecDecoder(cfg, GGUFView(checkpoint.codec), keep_f16, precision), threads)
 
     def check_codes(self, codes) -> np.ndarray:
         c = np.asarray(codes)

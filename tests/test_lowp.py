@@ -1,0 +1,176 @@
+"""Reduced-precision codec GEMM (edgetts/kernels/lowp.py) against numpy twins, and the codec's
+precision switch."""
+import numpy as np
+import pytest
+
+from edgetts.errors import EdgeTTSError
+from edgetts.kernels import lowp
+
+needs_int8 = pytest.mark.skipif(not lowp.HAS_INT8, reason="host has no AVX512-VNNI")
+needs_bf16 = pytest.mark.skipif(not lowp.HAS_BF16, reason="host has no AVX512_BF16")
+
+
+# ------------------------------------------------------------------ numpy twins
+def twin_quant_rows(x):
+    """Per-row u8 with zero point 128: floor(x / s + 128.5) with s = max|x| / 127 (float32 ops)."""
+    x = np.asarray(x, np.float32)
+    amax = np.abs(x).max(axis=1)
+    s = (amax / np.float32(127)).astype(np.float32)
+    inv = np.where(amax > 0, np.float32(1) / np.where(amax > 0, s, 1), 0).astype(np.float32)
+    v = (x * inv[:, None]).astype(np.float32) + np.float32(128.5)
+    return np.floor(v).astype(np.uint8), s
+
+
+def twin_weights_int8(w):
+    amax = np.abs(w).max(axis=0)
+    sw = np.where(amax > 0, amax / np.float32(127), 0).astype(np.float32)
+    inv = np.where(sw > 0, 1 / np.where(sw > 0, sw, 1), 0).astype(np.float32)
+    return np.clip(np.rint(w * inv), -127, 127).astype(np.int8), sw
+
+
+def twin_int8(x, w):
+    """The int8 product as the kernel defines it: exact integer dot, then float32 scaling."""
+    q, sx = twin_quant_rows(x)
+    wq, sw = twin_weights_int8(w)
+    acc = q.astype(np.int64) @ wq.astype(np.int64)          # exact
+    zc = 128 * wq.astype(np.int64).sum(axis=0)
+    return (acc - zc).astype(np.float32) * (sw[None, :] * sx[:, None])
+
+
+def twin_bf16(a):
+    """float32 -> nearest-even bfloat16, as float32."""
+    b = np.ascontiguousarray(a, np.float32).view(np.uint32).astype(np.uint64)
+    r = ((b + 0x7FFF + ((b >> 16) & 1)) >> 16) << 16
+    return r.astype(np.uint32).view(np.float32)
+
+
+def twin_im2col(xp, k, d):
+    T = xp.shape[0] - (k - 1) * d
+    return np.concatenate([xp[j * d: j * d + T] for j in range(k)], axis=1)
+
+
+SHAPES = [(1, 5, 16), (7, 33, 50), (13, 96, 64), (9, 130, 200), (32, 64, 96)]
+
+
+@needs_int8
+@pytest.mark.parametrize("M,K,N", SHAPES)
+def test_int8_gemm_equals_twin(M, K, N):
+    rng = np.random.default_rng(M * K + N)
+    x = rng.standard_normal((M, K), dtype=np.float32) * rng.uniform(0.1, 10, (M, 1)).astype(np.float32)
+    w = rng.standard_normal((K, N), dtype=np.float32) / np.sqrt(K)
+    p = lowp.PackedGemm(w, "int8")
+    y = p.matmul(x)
+    assert y.shape == (M, N)
+    ref = twin_int8(x, w)
+    np.testing.assert_allclose(y, ref, rtol=2e-7, atol=1e-7 * np.abs(ref).max())
+    # and it approximates the float product (int8: ~1 % relative error)
+    exact = x.astype(np.float64) @ w
+    assert np.linalg.norm(y - exact) / np.linalg.norm(exact) < 0.03
+
+
+@needs_int8
+def test_int8_quantized_activations_equal_twin():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((6, 37), dtype=np.float32)
+    x[2] = 0.0  # all-zero row: scale 0, zero point only
+    p = lowp.PackedGemm(np.ones((37, 16), np.float32), "int8")
+    A, sx = p.act(6)
+    p.load_rows(x, A, sx)
+    q, s = twin_quant_rows(x)
+    qa = A.view(np.uint8)
+    np.testing.assert_array_equal(qa[:6, :37], q)
+    assert (qa[:6, 37:] == 128).all() and (qa[6:] == 128).all()
+    np.testing.assert_array_equal(sx[:6], s)
+
+
+@needs_int8
+@pytest.mark.parametrize("k,d", [(1, 1), (3, 1), (7, 3), (7, 9)])
+def test_int8_im2col_equals_twin(k, d):
+    rng = np.random.default_rng(k * d)
+    T, C, N = 11, 24, 48
+    xp = rng.standard_normal((T + (k - 1) * d, C), dtype=np.float32)
+    w = rng.standard_normal((k * C, N), dtype=np.float32)
+    p = lowp.PackedGemm(w, "int8")
+    A, sx = p.act(T)
+    p.load_im2col(xp, k, d, A, sx)
+    cols = twin_im2col(xp, k, d)
+    q, s = twin_quant_rows(cols)
+    np.testing.assert_array_equal(A.view(np.uint8)[:T, :k * C], q)
+    np.testing.assert_array_equal(sx[:T], s)
+    out = p.out(T)
+    p.run_split(A, sx, out, T)
+    ref = twin_int8(cols, w)
+    np.testing.assert_allclose(out[:T, :N], ref, rtol=2e-7, atol=1e-7 * np.abs(ref).max())
+
+
+@needs_bf16
+@pytest.mark.parametrize("M,K,N", SHAPES)
+def test_bf16_gemm_equals_twin(M, K, N):
+    rng = np.random.default_rng(M + K * N)
+    x = rng.standard_normal((M, K), dtype=np.float32)
+    w = rng.standard_normal((K, N), dtype=np.float32)
+    p = lowp.PackedGemm(w, "bf16")
+    y = p.matmul(x)
+    ref = twin_bf16(x).astype(np.float64) @ twin_bf16(w).astype(np.float64)
+    # products of bf16 values are exact in float32; only the float32 summation order differs
+    tol = 1e-6 * np.sqrt(K) * (np.abs(twin_bf16(x)).astype(np.float64) @ np.abs(twin_bf16(w)))
+    assert (np.abs(y - ref) <= tol + 1e-30).all()
+    cols = twin_im2col(np.concatenate([np.zeros((2, K), np.float32), x]), 3, 1)
+    p3 = lowp.PackedGemm(np.concatenate([w, w, w]), "bf16")
+    A, sx = p3.act(M)
+    p3.load_im2col(np.concatenate([np.zeros((2, K), np.float32), x]), 3, 1, A, sx)
+    np.testing.assert_array_equal(A.view(np.uint16)[:M, :3 * K], lowp.bf16_bits(cols))
+
+
+def test_bf16_bits_rounds_to_nearest_even():
+    v = np.array([1.0, 1.0 + 2 ** -8, 1.0 + 3 * 2 ** -8, -2.5, 3.0e38], np.float32)
+    got = (lowp.bf16_bits(v).astype(np.uint32) << 16).view(np.float32)
+    np.testing.assert_array_equal(got, [1.0, 1.0, 1.0 + 2 ** -6, -2.5, twin_bf16(v)[4]])
+
+
+def _fresh_asm(kind, fn):
+    """Assembly of a driver compiled afresh (numba does not show the assembly of cached code)."""
+    import numba
+    p = lowp.PackedGemm(np.ones((8, 64), np.float32), kind)
+    f = numba.njit(nogil=True)(fn.py_func)
+    A, sx = p.act(4)
+    f(A, p.w, p.out(4), sx, p.sw, p.zc, 0, 4, 0, p.nt)
+    return next(iter(f.inspect_asm().values()))
+
+
+@needs_int8
+def test_int8_kernel_uses_vpdpbusd_on_zmm():
+    assert "vpdpbusd\t%zmm" in _fresh_asm("int8", lowp.gemm_int8)
+
+
+@needs_bf16
+def test_bf16_kernel_uses_vdpbf16ps_on_zmm():
+    assert "vdpbf16ps\t%zmm" in _fresh_asm("bf16", lowp.gemm_bf16)
+
+
+# ------------------------------------------------------------------ the codec's switch
+def test_codec_precision_rejects_unknown_name():
+    from conftest import FIXTURES
+    import edgetts.weights as W
+    from edgetts.models.codec import Codec
+    with pytest.raises(EdgeTTSError, match="codec precision"):
+        Codec.load(W.open(FIXTURES / "tiny"), precision="fp8")
+
+
+@needs_int8
+def test_codec_int8_streams_like_one_shot_and_holds_less():
+    """The reduced path keeps the decoder's streaming contract (per-row activation scales do not
+    depend on how frames are chunked) and holds its matrices in int8."""
+    from conftest import FIXTURES
+    import edgetts.weights as W
+    from edgetts.models.codec import Codec
+    ck = W.open(FIXTURES / "tiny")
+    c8 = Codec.load(ck, precision="int8", threads=2)
+    c32 = Codec.load(ck, precision="f32")
+    codes = np.random.default_rng(0).integers(0, c8.codebook_size, (9, c8.num_quantizers))
+    one = c8.decode(codes)
+    st = c8.stream()
+    fed = np.concatenate([st.push(codes[i:i + 2]) for i in range(0, 9, 2)])
+    np.testing.assert_allclose(fed, one, atol=1e-5)
+    assert c8.decoder.weight_bytes < c32.decoder.weight_bytes
+    assert np.isfinite(one).all() and one.shape == c32.decode(codes).shape
