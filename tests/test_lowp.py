@@ -28,13 +28,21 @@ def twin_weights_int8(w):
     return np.clip(np.rint(w * inv), -127, 127).astype(np.int8), sw
 
 
-def twin_int8(x, w):
-    """The int8 product as the kernel defines it: exact integer dot, then float32 scaling."""
-    q, sx = twin_quant_rows(x)
+def twin_int8_conv(xp, w, taps, d):
+    """The int8 causal conv (taps=1: the product) as the kernel defines it: every input row
+    quantized once; per tap an exact integer dot, scaled in float32, taps added in order."""
+    q, sx = twin_quant_rows(xp)
     wq, sw = twin_weights_int8(w)
-    acc = q.astype(np.int64) @ wq.astype(np.int64)          # exact
-    zc = 128 * wq.astype(np.int64).sum(axis=0)
-    return (acc - zc).astype(np.float32) * (sw[None, :] * sx[:, None])
+    cin = w.shape[0] // taps
+    n = xp.shape[0] - (taps - 1) * d
+    out = None
+    for j in range(taps):
+        wj = wq[j * cin:(j + 1) * cin].astype(np.int64)
+        acc = q[j * d: j * d + n].astype(np.int64) @ wj          # exact
+        zc = 128 * wj.sum(axis=0)
+        val = (acc - zc).astype(np.float32) * (sw[None, :] * sx[j * d: j * d + n, None])
+        out = val if out is None else (out + val).astype(np.float32)
+    return out
 
 
 def twin_bf16(a):
@@ -61,7 +69,7 @@ def test_int8_gemm_equals_twin(M, K, N):
     p = lowp.PackedGemm(w, "int8")
     y = p.matmul(x)
     assert y.shape == (M, N)
-    ref = twin_int8(x, w)
+    ref = twin_int8_conv(x, w, 1, 1)
     np.testing.assert_allclose(y, ref, rtol=2e-7, atol=1e-7 * np.abs(ref).max())
     # and it approximates the float product (int8: ~1 % relative error)
     exact = x.astype(np.float64) @ w
@@ -85,22 +93,18 @@ def test_int8_quantized_activations_equal_twin():
 
 @needs_int8
 @pytest.mark.parametrize("k,d", [(1, 1), (3, 1), (7, 3), (7, 9)])
-def test_int8_im2col_equals_twin(k, d):
+def test_int8_conv_equals_twin(k, d):
     rng = np.random.default_rng(k * d)
-    T, C, N = 11, 24, 48
+    T, C, N = 11, 26, 48
     xp = rng.standard_normal((T + (k - 1) * d, C), dtype=np.float32)
+    xp *= rng.uniform(0.1, 10, (xp.shape[0], 1)).astype(np.float32)
     w = rng.standard_normal((k * C, N), dtype=np.float32)
-    p = lowp.PackedGemm(w, "int8")
-    A, sx = p.act(T)
-    p.load_im2col(xp, k, d, A, sx)
-    cols = twin_im2col(xp, k, d)
-    q, s = twin_quant_rows(cols)
-    np.testing.assert_array_equal(A.view(np.uint8)[:T, :k * C], q)
-    np.testing.assert_array_equal(sx[:T], s)
-    out = p.out(T)
-    p.run_split(A, sx, out, T)
-    ref = twin_int8(cols, w)
-    np.testing.assert_allclose(out[:T, :N], ref, rtol=2e-7, atol=1e-7 * np.abs(ref).max())
+    p = lowp.PackedGemm(w, "int8", taps=k)
+    y = p.conv(xp, d)
+    ref = twin_int8_conv(xp, w, k, d)
+    np.testing.assert_allclose(y, ref, rtol=2e-7, atol=1e-7 * np.abs(ref).max())
+    exact = twin_im2col(xp, k, d).astype(np.float64) @ w
+    assert np.linalg.norm(y - exact) / np.linalg.norm(exact) < 0.03
 
 
 @needs_bf16
@@ -115,11 +119,14 @@ def test_bf16_gemm_equals_twin(M, K, N):
     # products of bf16 values are exact in float32; only the float32 summation order differs
     tol = 1e-6 * np.sqrt(K) * (np.abs(twin_bf16(x)).astype(np.float64) @ np.abs(twin_bf16(w)))
     assert (np.abs(y - ref) <= tol + 1e-30).all()
-    cols = twin_im2col(np.concatenate([np.zeros((2, K), np.float32), x]), 3, 1)
-    p3 = lowp.PackedGemm(np.concatenate([w, w, w]), "bf16")
-    A, sx = p3.act(M)
-    p3.load_im2col(np.concatenate([np.zeros((2, K), np.float32), x]), 3, 1, A, sx)
-    np.testing.assert_array_equal(A.view(np.uint16)[:M, :3 * K], lowp.bf16_bits(cols))
+    # as a 3-tap conv (dilation 2): the same products, tap by tap
+    xp = np.concatenate([np.zeros((4, K), np.float32), x])
+    w3 = rng.standard_normal((3 * K, N), dtype=np.float32)
+    y3 = lowp.PackedGemm(w3, "bf16", taps=3).conv(xp, 2)
+    cols = twin_bf16(twin_im2col(xp, 3, 2)).astype(np.float64)
+    ref3 = cols @ twin_bf16(w3).astype(np.float64)
+    tol3 = 1e-6 * np.sqrt(3 * K) * (np.abs(cols) @ np.abs(twin_bf16(w3)))
+    assert (np.abs(y3 - ref3) <= tol3 + 1e-30).all()
 
 
 def test_bf16_bits_rounds_to_nearest_even():
@@ -134,7 +141,7 @@ def _fresh_asm(kind, fn):
     p = lowp.PackedGemm(np.ones((8, 64), np.float32), kind)
     f = numba.njit(nogil=True)(fn.py_func)
     A, sx = p.act(4)
-    f(A, p.w, p.out(4), sx, p.sw, p.zc, 0, 4, 0, p.nt)
+    f(A, p.w, p.out(4), sx, p.sw, p.zc, 0, 4, 0, p.nt, 1)
     return next(iter(f.inspect_asm().values()))
 
 

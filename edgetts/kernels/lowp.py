@@ -76,44 +76,51 @@ def _splat(builder, scalar, vty):
 
 
 def _tile(kind: str, mr: int, nv: int):
-    """Intrinsic tile(A, W, out, m0, t, sx, sw, zc): out[m0:m0+mr, t*nv*16 : (t+1)*nv*16] from
-    A int32[Mp, KP], W int32[NT, KP, nv*16]. int8: sx f32[Mp] row scales, sw f32[Npad] column
-    scales, zc i32[Npad] = 128 colsum(w_q); bf16: those three are ignored."""
+    """Intrinsic tile(A, W, out, m0, t, sx, sw, zc, arow, k0, k1, j, accum): for output rows
+    m0..m0+mr and column tile t (nv*16 columns), the dot of A rows arow..arow+mr (int32[RA, KA],
+    k group k - k0) with W[t, k0:k1] (int32[NT, KP, nv*16]); then stored (accum 0) or added
+    (accum 1) to out f32[Mp, ldo]. int8: val = float(acc - zc[j]) * (sw * sx[arow + r]), sx f32[RA]
+    row scales, sw f32[Npad] column scales, zc i32[taps, Npad] = 128 colsum of tap j's w_q.
+    bf16: val = acc (sx, sw, zc unused). A conv runs one call per tap j (arow = m0 + j*d)."""
     v16i, v16f = _V(_I32, LANES), _V(_F32, LANES)
     acc_ty = v16i if kind == "int8" else v16f
     nw = nv * LANES
 
     @intrinsic
-    def tile(typingctx, A, W, out, m0, t, sx, sw, zc):
+    def tile(typingctx, A, W, out, m0, t, sx, sw, zc, arow, k0, k1, j, accum):
         def codegen(context, builder, sig, args):
-            Aa, Wa, Oa, m0v, tv, sxa, swa, zca = args
+            Aa, Wa, Oa, m0v, tv, sxa, swa, zca, arowv, k0v, k1v, jv, accv = args
+            i64 = [context.cast(builder, v, ty, types.int64)
+                   for v, ty in zip((m0v, tv, arowv, k0v, k1v, jv, accv), sig.args[3:5] + sig.args[8:])]
+            m0v, tv, arowv, k0v, k1v, jv, accv = i64
             ap = _data(context, builder, sig.args[0], Aa)
             wp = _data(context, builder, sig.args[1], Wa)
             op = _data(context, builder, sig.args[2], Oa)
             sxp = _data(context, builder, sig.args[5], sxa)
             swp = _data(context, builder, sig.args[6], swa)
             zcp = _data(context, builder, sig.args[7], zca)
-            wshape = context.make_array(sig.args[1])(context, builder, value=Wa).shape
-            kp = builder.extract_value(wshape, 1)
-            oshape = context.make_array(sig.args[2])(context, builder, value=Oa).shape
-            ldo = builder.extract_value(oshape, 1)
-            m0v = context.cast(builder, m0v, sig.args[3], types.int64)
-            tv = context.cast(builder, tv, sig.args[4], types.int64)
+
+            def dim(i, ary_i, val):
+                return builder.extract_value(context.make_array(sig.args[ary_i])(context, builder, value=val).shape, i)
+            ka = dim(1, 0, Aa)
+            kp = dim(1, 1, Wa)
+            ldo = dim(1, 2, Oa)
+            npad = dim(1, 7, zca)
             if kind == "int8":
                 dot = _fn(builder, "llvm.x86.avx512.vpdpbusd.512", v16i, [v16i, v16i, v16i])
             else:
                 bv = _V(_BFloat(), 32)
                 dot = _fn(builder, "llvm.x86.avx512bf16.dpbf16ps.512", v16f, [v16f, bv, bv])
             wbase = builder.mul(tv, builder.mul(kp, ir.Constant(_I64, nw)))
-            arow = [builder.mul(builder.add(m0v, ir.Constant(_I64, r)), kp) for r in range(mr)]
+            arow = [builder.sub(builder.mul(builder.add(arowv, ir.Constant(_I64, r)), ka), k0v) for r in range(mr)]
 
             entry = builder.block
             loop = builder.append_basic_block("tile.loop")
             done = builder.append_basic_block("tile.done")
-            builder.cbranch(builder.icmp_signed(">", kp, ir.Constant(_I64, 0)), loop, done)
+            builder.cbranch(builder.icmp_signed("<", k0v, k1v), loop, done)
             builder.position_at_end(loop)
             k = builder.phi(_I64)
-            k.add_incoming(ir.Constant(_I64, 0), entry)
+            k.add_incoming(k0v, entry)
             accs = []
             for i in range(mr * nv):
                 p = builder.phi(acc_ty)
@@ -138,7 +145,7 @@ def _tile(kind: str, mr: int, nv: int):
             k.add_incoming(kn, loop)
             for p, n_ in zip(accs, new):
                 p.add_incoming(n_, loop)
-            builder.cbranch(builder.icmp_signed("<", kn, kp), loop, done)
+            builder.cbranch(builder.icmp_signed("<", kn, k1v), loop, done)
 
             builder.position_at_end(done)
             res = []
@@ -148,24 +155,29 @@ def _tile(kind: str, mr: int, nv: int):
                 ph.add_incoming(new[i], loop)
                 res.append(ph)
             col0 = builder.mul(tv, ir.Constant(_I64, nw))
+            add = builder.icmp_signed("!=", accv, ir.Constant(_I64, 0))
             for r in range(mr):
-                row = builder.add(m0v, ir.Constant(_I64, r))
-                obase = builder.add(builder.mul(row, ldo), col0)
+                obase = builder.add(builder.mul(builder.add(m0v, ir.Constant(_I64, r)), ldo), col0)
                 if kind == "int8":
-                    sxv = _splat(builder, builder.load(builder.gep(sxp, [row])), v16f)
+                    sxr = builder.load(builder.gep(sxp, [builder.add(arowv, ir.Constant(_I64, r))]))
+                    sxv = _splat(builder, sxr, v16f)
                 for v in range(nv):
                     val = res[r * nv + v]
                     c = builder.add(col0, ir.Constant(_I64, v * LANES))
                     if kind == "int8":
-                        zv = builder.load(builder.bitcast(builder.gep(zcp, [c]), v16i.as_pointer()), align=4)
+                        zoff = builder.add(builder.mul(jv, npad), c)
+                        zv = builder.load(builder.bitcast(builder.gep(zcp, [zoff]), v16i.as_pointer()), align=4)
                         sv = builder.load(builder.bitcast(builder.gep(swp, [c]), v16f.as_pointer()), align=4)
                         f = builder.sitofp(builder.sub(val, zv), v16f)
                         val = builder.fmul(f, builder.fmul(sv, sxv))
-                    ptr = builder.gep(op, [builder.add(obase, ir.Constant(_I64, v * LANES))])
-                    builder.store(val, builder.bitcast(ptr, v16f.as_pointer()), align=4)
+                    ptr = builder.bitcast(builder.gep(op, [builder.add(obase, ir.Constant(_I64, v * LANES))]),
+                                          v16f.as_pointer())
+                    old = builder.load(ptr, align=4)
+                    val = builder.select(add, builder.fadd(old, val), val)
+                    builder.store(val, ptr, align=4)
             return context.get_dummy_value()
 
-        return types.none(A, W, out, m0, t, sx, sw, zc), codegen
+        return types.none(A, W, out, m0, t, sx, sw, zc, arow, k0, k1, j, accum), codegen
 
     return tile
 
@@ -177,95 +189,77 @@ if HAS_BF16:
     _bf_1, _bf_2, _bf_3, _bf_4 = (_tile("bf16", MR, nv) for nv in (1, 2, 3, 4))
 
 
-# Drivers: rows m0..m1 (multiples of MR) x column tiles t0..t1. One plain function per kind (no
-# factory closures: numba's cache would recompile them every process, see matmul.py).
+# Drivers: output rows m0..m1 (multiples of MR) x column tiles t0..t1, `taps` k-slices of W of
+# equal size, tap j reading A rows shifted by j*d (a causal conv without im2col: A holds each
+# input row once, with its own scale). One plain function per kind (no factory closures: numba's
+# cache would recompile them every process, see matmul.py).
 if HAS_INT8:
     @njit(cache=True, nogil=True)
-    def gemm_int8(A, W, out, sx, sw, zc, m0, m1, t0, t1):
+    def gemm_int8(A, W, out, sx, sw, zc, m0, m1, t0, t1, d):
         nv = W.shape[2] // LANES
+        taps = zc.shape[0]
+        kpt = W.shape[1] // taps
         for t in range(t0, t1):
             for m in range(m0, m1, MR):
-                if nv == 4:
-                    _i8_4(A, W, out, m, t, sx, sw, zc)
-                elif nv == 3:
-                    _i8_3(A, W, out, m, t, sx, sw, zc)
-                elif nv == 2:
-                    _i8_2(A, W, out, m, t, sx, sw, zc)
-                else:
-                    _i8_1(A, W, out, m, t, sx, sw, zc)
+                for j in range(taps):
+                    a, k0, k1 = m + j * d, j * kpt, (j + 1) * kpt
+                    if nv == 4:
+                        _i8_4(A, W, out, m, t, sx, sw, zc, a, k0, k1, j, j)
+                    elif nv == 3:
+                        _i8_3(A, W, out, m, t, sx, sw, zc, a, k0, k1, j, j)
+                    elif nv == 2:
+                        _i8_2(A, W, out, m, t, sx, sw, zc, a, k0, k1, j, j)
+                    else:
+                        _i8_1(A, W, out, m, t, sx, sw, zc, a, k0, k1, j, j)
 
 if HAS_BF16:
     @njit(cache=True, nogil=True)
-    def gemm_bf16(A, W, out, sx, sw, zc, m0, m1, t0, t1):
+    def gemm_bf16(A, W, out, sx, sw, zc, m0, m1, t0, t1, d):
         nv = W.shape[2] // LANES
+        taps = zc.shape[0]
+        kpt = W.shape[1] // taps
         for t in range(t0, t1):
             for m in range(m0, m1, MR):
-                if nv == 4:
-                    _bf_4(A, W, out, m, t, sx, sw, zc)
-                elif nv == 3:
-                    _bf_3(A, W, out, m, t, sx, sw, zc)
-                elif nv == 2:
-                    _bf_2(A, W, out, m, t, sx, sw, zc)
-                else:
-                    _bf_1(A, W, out, m, t, sx, sw, zc)
+                for j in range(taps):
+                    a, k0, k1 = m + j * d, j * kpt, (j + 1) * kpt
+                    if nv == 4:
+                        _bf_4(A, W, out, m, t, sx, sw, zc, a, k0, k1, j, j)
+                    elif nv == 3:
+                        _bf_3(A, W, out, m, t, sx, sw, zc, a, k0, k1, j, j)
+                    elif nv == 2:
+                        _bf_2(A, W, out, m, t, sx, sw, zc, a, k0, k1, j, j)
+                    else:
+                        _bf_1(A, W, out, m, t, sx, sw, zc, a, k0, k1, j, j)
 
 
 # ------------------------------------------------------------------ activations (run time)
-@njit(cache=True, nogil=True, fastmath=True)
-def _amax(x):
-    a = np.float32(0.0)
-    for v in x:
-        a = max(a, abs(v))
-    return a
-
-
-@njit(cache=True, nogil=True)  # no fastmath: x * inv + 128.5 must not fuse into an FMA (the twin)
-def _q_u8(src, inv, dst):
-    """dst = floor(src * inv + 128.5) as uint8 (src * inv within +-127.x: round half up of the
-    zero-point value, the numpy twin's formula)."""
-    for i in range(src.shape[0]):
-        dst[i] = np.uint8(np.int32(src[i] * inv + np.float32(128.5)))
+@njit(cache=True, nogil=True)
+def row_absmax_bits(xb, out):
+    """out[m] = bits of max_k |x[m, k]| for x f32[M, K] given as uint32 (xb): non-negative floats
+    order like their bits, so this is an integer max (vectorized without fastmath)."""
+    M, K = xb.shape
+    for m in range(M):
+        a = np.uint32(0)
+        for k in range(K):
+            a = max(a, xb[m, k] & np.uint32(0x7FFFFFFF))
+        out[m] = a
 
 
 @njit(cache=True, nogil=True)
-def _scale(amax):
-    s = amax / np.float32(127.0)
-    return s, (np.float32(1.0) / s if amax > 0 else np.float32(0.0))
-
-
-@njit(cache=True, nogil=True)
-def quant_rows_u8(x, q, sx):
-    """x f32[M, K] -> q uint8[Mp, KP*4] (a_q + 128; pad columns 128), sx f32[Mp] = max|x|/127
-    (rows past M: zero point, scale 0)."""
+def quant_rows_u8(x, amax, q, sx):
+    """x f32[M, K], amax f32[M] = max|x[m]| -> q uint8[R, KA*4] = floor(x / s + 128.5) (a_q + 128:
+    round half up around the zero point; pad columns 128), sx f32[R] = s = amax / 127; rows past
+    M are zero point with scale 0. No fastmath: x * inv + 128.5 must not fuse into an FMA (twin)."""
     M, K = x.shape
     q[M:, :] = 128
     q[:, K:] = 128
     sx[M:] = 0.0
     for m in range(M):
-        s, inv = _scale(_amax(x[m]))
+        s = amax[m] / np.float32(127.0)
+        inv = np.float32(1.0) / s if amax[m] > 0 else np.float32(0.0)
         sx[m] = s
-        _q_u8(x[m], inv, q[m, :K])
-
-
-@njit(cache=True, nogil=True)
-def quant_im2col_u8(xp, k, d, q, sx, amax_rows):
-    """im2col fused with quant_rows_u8: row t of the [T, k*C] im2col of xp ([T + (k-1)d, C]) is
-    quantized straight into q (no float32 copy). amax_rows f32[T + (k-1)d] is scratch."""
-    R, C = xp.shape
-    T = R - (k - 1) * d
-    for r in range(R):
-        amax_rows[r] = _amax(xp[r])
-    q[T:, :] = 128
-    q[:, k * C:] = 128
-    sx[T:] = 0.0
-    for t in range(T):
-        amax = np.float32(0.0)
-        for j in range(k):
-            amax = max(amax, amax_rows[t + j * d])
-        s, inv = _scale(amax)
-        sx[t] = s
-        for j in range(k):
-            _q_u8(xp[t + j * d], inv, q[t, j * C:(j + 1) * C])
+        for k in range(K):
+            q[m, k] = np.uint8(np.int32(x[m, k] * inv + np.float32(128.5)))
 
 
 @njit(cache=True, nogil=True)
@@ -284,24 +278,6 @@ def round_rows_bf16(xb, q):
             q[m, i] = 0
 
 
-@njit(cache=True, nogil=True)
-def im2col_bf16(xb, k, d, q):
-    """im2col fused with round_rows_bf16: xb = xp f32[T + (k-1)d, C] as uint32."""
-    R, C = xb.shape
-    T = R - (k - 1) * d
-    for t in range(q.shape[0]):
-        if t >= T:
-            q[t, :] = 0
-            continue
-        for j in range(k):
-            src = t + j * d
-            for c in range(C):
-                b = xb[src, c]
-                q[t, j * C + c] = np.uint16((b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
-        for i in range(k * C, q.shape[1]):
-            q[t, i] = 0
-
-
 # ------------------------------------------------------------------ weights (load time)
 def bf16_bits(x: np.ndarray) -> np.ndarray:
     """float32 array -> uint16 bfloat16 bits, nearest even (what the kernels compute)."""
@@ -317,40 +293,45 @@ def _nv_for(nb: int) -> int:
 
 
 class PackedGemm:
-    """W[K, N] float32 packed for one kind ("int8" | "bf16"); matmul(a) ~= a @ W."""
+    """W[taps*Cin, N] float32 (tap-major, taps=1: a plain [K, N]) packed for one kind ("int8" |
+    "bf16"). matmul(x) ~= x @ W; conv(xp, d) ~= the causal conv of xp (k = taps, dilation d)."""
 
-    def __init__(self, w: np.ndarray, kind: str):
+    packed = True  # pool.Rows.gemm / lin hand products on it here
+
+    def __init__(self, w: np.ndarray, kind: str, taps: int = 1):
         if kind == "int8" and not HAS_INT8 or kind == "bf16" and not HAS_BF16:
             raise ValueError(f"{kind} GEMM kernels need AVX512 {'VNNI' if kind == 'int8' else 'BF16'}")
         w = np.asarray(w)
         K, N = w.shape
-        self.kind, self.K, self.N = kind, K, N
+        if K % taps:
+            raise ValueError(f"{K} weight rows do not split into {taps} taps")
+        self.kind, self.K, self.N, self.taps = kind, K, N, taps
+        self.cin = cin = K // taps
         P = 4 if kind == "int8" else 2
         self.P = P
-        self.KP = KP = -(-K // P)
+        self.KA = KA = -(-cin // P)  # 32-bit groups per activation row (one tap)
         nb = -(-N // LANES)
         self.nv = nv = _nv_for(nb)
         self.nt = nt = -(-nb // nv)
         self.npad = npad = nt * nv * LANES
+        wt = np.asarray(w, np.float32 if kind == "int8" else None).reshape(taps, cin, N)
         if kind == "int8":
-            wf = np.asarray(w, np.float32)
-            amax = np.abs(wf).max(axis=0)
+            amax = np.abs(wt).max(axis=(0, 1))
             sw = np.where(amax > 0, amax / np.float32(127), np.float32(0)).astype(np.float32)
             inv = np.where(sw > 0, 1 / np.where(sw > 0, sw, 1), 0).astype(np.float32)
-            wq = np.zeros((KP * P, npad), np.int8)
-            wq[:K, :N] = np.clip(np.rint(wf * inv), -127, 127).astype(np.int8)
+            vals = np.zeros((taps, KA * P, npad), np.int8)
+            vals[:, :cin, :N] = np.clip(np.rint(wt * inv), -127, 127).astype(np.int8)
             self.sw = np.zeros(npad, np.float32)
             self.sw[:N] = sw
-            self.zc = (128 * wq.astype(np.int32).sum(axis=0)).astype(np.int32)
-            vals = wq
+            self.zc = (128 * vals.astype(np.int32).sum(axis=1)).astype(np.int32)  # [taps, npad]
         else:
-            vals = np.zeros((KP * P, npad), np.uint16)
-            vals[:K, :N] = bf16_bits(w)
+            vals = np.zeros((taps, KA * P, npad), np.uint16)
+            vals[:, :cin, :N] = bf16_bits(wt)
             self.sw = np.zeros(1, np.float32)
-            self.zc = np.zeros(1, np.int32)
-        # [KP*P, npad] -> [nt, KP, nv*16, P] -> int32 [nt, KP, nv*16]
-        v = vals.reshape(KP, P, nt, nv * LANES).transpose(2, 0, 3, 1)
-        self.w = np.ascontiguousarray(v).view(np.int32).reshape(nt, KP, nv * LANES)
+            self.zc = np.zeros((taps, 1), np.int32)
+        # [taps, KA*P, npad] -> [nt, taps*KA, nv*16, P] -> int32 [nt, taps*KA, nv*16]
+        v = vals.reshape(taps * KA, P, nt, nv * LANES).transpose(2, 0, 3, 1)
+        self.w = np.ascontiguousarray(v).view(np.int32).reshape(nt, taps * KA, nv * LANES)
         self._kern = gemm_int8 if kind == "int8" else gemm_bf16
 
     @property
@@ -361,47 +342,46 @@ class PackedGemm:
     def shape(self):
         return (self.K, self.N)
 
-    def act(self, m: int):
-        """Scratch for m rows of activations: (packed A int32[Mp, KP], row scales f32[Mp])."""
-        mp = -(-m // MR) * MR
-        return np.empty((mp, self.KP), np.int32), np.empty(mp, np.float32)
+    def act(self, m: int, ctx: int = 0):
+        """Scratch for the activations of m output rows plus ctx rows of left context: (A
+        int32[Mp + ctx, KA], row scales f32[Mp + ctx]), Mp = m rounded up to MR."""
+        r = -(-m // MR) * MR + ctx
+        return np.empty((r, self.KA), np.int32), np.empty(r, np.float32)
 
     def load_rows(self, x, A, sx):
-        """Quantize / round float32 rows x [M, K] into A (from act())."""
+        """Quantize (int8) / round (bf16) float32 rows x [R, Cin] into A[:R]; the rest padding."""
         if self.kind == "int8":
-            quant_rows_u8(x, A.view(np.uint8), sx)
+            x = np.ascontiguousarray(x, np.float32)
+            amax = np.empty(x.shape[0], np.uint32)
+            row_absmax_bits(x.view(np.uint32), amax)
+            quant_rows_u8(x, amax.view(np.float32), A.view(np.uint8), sx)
         else:
             round_rows_bf16(np.ascontiguousarray(x, np.float32).view(np.uint32), A.view(np.uint16))
-
-    def load_im2col(self, xp, k, d, A, sx):
-        """The im2col of xp ([T + (k-1)d, C], k taps, dilation d) into A."""
-        if self.kind == "int8":
-            quant_im2col_u8(xp, k, d, A.view(np.uint8), sx, np.empty(xp.shape[0], np.float32))
-        else:
-            im2col_bf16(np.ascontiguousarray(xp, np.float32).view(np.uint32), k, d, A.view(np.uint16))
 
     def out(self, m: int):
         return np.empty((-(-m // MR) * MR, self.npad), np.float32)
 
-    def run(self, A, sx, out, m0, m1, t0, t1):
-        """Micro-tiles rows m0..m1 (multiples of MR) x column tiles t0..t1 into out (from out())."""
-        self._kern(A, self.w, out, sx, self.sw, self.zc, m0, m1, t0, t1)
+    def run(self, A, sx, out, m0, m1, t0, t1, d=1):
+        """Output rows m0..m1 (multiples of MR) x column tiles t0..t1 into out (from out())."""
+        self._kern(A, self.w, out, sx, self.sw, self.zc, m0, m1, t0, t1, d)
 
     def matmul(self, x, par=None):
-        """x f32[M, K] -> f32[M, N] view; par(fn, n) splits column tiles (or row tiles) over
-        threads when given (pool.Rows.par)."""
-        M = x.shape[0]
-        A, sx = self.act(M)
-        self.load_rows(x, A, sx)
-        out = self.out(M)
-        self.run_split(A, sx, out, M, par)
-        return out[:M, :self.N]
+        """x f32[M, K] -> f32[M, N]; par(fn, n) (pool.Rows.par) splits the work over threads."""
+        return self.conv(x, 1, par)
 
-    def run_split(self, A, sx, out, M, par=None):
-        mp = A.shape[0]
-        if par is None or mp * self.KP * self.npad * self.P < (1 << 21):
-            self.run(A, sx, out, 0, mp, 0, self.nt)
+    def conv(self, xp, d=1, par=None):
+        """Causal conv (k = taps, dilation d) of xp [n + (taps-1)*d, Cin], left context in front
+        -> f32[n, N]. No im2col: each input row is quantized once, tap j reads rows + j*d."""
+        ctx = (self.taps - 1) * d
+        n = xp.shape[0] - ctx
+        A, sx = self.act(n, ctx)
+        self.load_rows(xp, A, sx)
+        out = self.out(n)
+        mp = out.shape[0]
+        if par is None or mp * self.K * self.npad < (1 << 21):
+            self.run(A, sx, out, 0, mp, 0, self.nt, d)
         elif self.nt >= 4:
-            par(lambda a, b: self.run(A, sx, out, 0, mp, a, b), self.nt)
+            par(lambda a, b: self.run(A, sx, out, 0, mp, a, b, d), self.nt)
         else:
-            par(lambda a, b: self.run(A, sx, out, a * MR, b * MR, 0, self.nt), mp // MR)
+            par(lambda a, b: self.run(A, sx, out, a * MR, b * MR, 0, self.nt, d), mp // MR)
+        return out[:n, :self.N]

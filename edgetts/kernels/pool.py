@@ -68,7 +68,7 @@ class Rows:
     def lin(self, x, w):
         """x [M, K] @ w[N, K]^T with the numba few-row kernel (w as stored: [out, in]),
         output columns split over the threads."""
-        if hasattr(w, "run_split"):  # a reduced-precision packed weight (lowp.PackedGemm)
+        if getattr(w, "packed", False):  # a reduced-precision packed weight (lowp.PackedGemm)
             return w.matmul(x, self.par if self.pool else None)
         w = as_f32(w)
         M, K = x.shape
@@ -87,7 +87,7 @@ class Rows:
         return out[:M] if M4 == M else np.ascontiguousarray(out[:M])
 
     def gemm(self, a, w, out=None):
-        if hasattr(w, "run_split"):  # a reduced-precision packed weight (lowp.PackedGemm)
+        if getattr(w, "packed", False):  # a reduced-precision packed weight (lowp.PackedGemm)
             r = w.matmul(a, self.par if self.pool else None)
             if out is None:
                 return r

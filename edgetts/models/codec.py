@@ -66,7 +66,7 @@ class _Conv:
         # tap-major copy [k*Cin, Cout] (im2col order), or that packed for a reduced-precision kernel
         self.w = kc.conv_weight(w_torch)
         if reduce is not None:
-            self.w = reduce(self.w)
+            self.w = reduce(self.w, self.k)
         self.bias = np.ascontiguousarray(bias, np.float32)
         self.ctx = (self.k - 1) * dilation
 
@@ -83,10 +83,10 @@ class _Conv:
         """Conv over buf (state + new rows, bias NOT added); stores the new left context."""
         n = buf.shape[0] - self.ctx
         st[:] = buf[n:]
+        if isinstance(self.w, PackedGemm):  # no im2col: the kernel reads each tap's rows
+            return self.w.conv(buf, self.d, rows.par if rows.pool else None)
         if self.k == 1:
             return rows.gemm(buf, self.w)
-        if isinstance(self.w, PackedGemm):  # im2col straight into the kernel's activation format
-            return _packed_conv(self.w, buf, self.k, self.d, rows.par if rows.pool else None)
         K = self.k * self.cin
         if n * K <= self.TILE_FLOATS:
             cols = np.empty((n, K), np.float32)
@@ -561,24 +561,13 @@ class CodecStream:
             t1 = min(r1, t0 + tile)
             cc = None if cols is None else cols[: t1 - t0]
             if isinstance(w1, PackedGemm):
-                h = _packed_conv(w1, buf[t0: t1 + c1.ctx], c1.k, c1.d)
+                h = w1.conv(buf[t0: t1 + c1.ctx], c1.d)
             else:
                 kc.im2col(cc, buf[t0: t1 + c1.ctx], c1.k, c1.d)
                 h = kc.matmul(cc, w1)
             ks.snake_beta(h, c1.bias, a2, ib2, h)
             z = w2.matmul(h) if isinstance(w2, PackedGemm) else kc.matmul(h, w2)
             ks.residual_add(y[t0:t1], z, c2.bias)
-
-
-def _packed_conv(w, xp, k, d, par=None):
-    """Causal conv of xp ([T + (k-1)d, Cin], left context in front) on a packed weight: the im2col
-    goes straight into the kernel's activation format (int8 / bf16), no float32 copy."""
-    n = xp.shape[0] - (k - 1) * d
-    A, sx = w.act(n)
-    w.load_im2col(xp, k, d, A, sx)
-    out = w.out(n)
-    w.run_split(A, sx, out, n, par)
-    return out[:n, :w.N]
 
 
 def _f32_or_packed(w):

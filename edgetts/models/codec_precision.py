@@ -57,9 +57,10 @@ def plan_precision(precision, cfg=None):
         if kind == "f32":
             return None
 
-        def pack(w):
+        def pack(w, taps=1):
+            """w float32 [taps*Cin, N] (tap-major for a conv) -> the packed weight."""
             if w.shape[1] < lowp.LANES:
                 return w  # 1-channel output: nothing to gain
-            return lowp.PackedGemm(w, kind)
+            return lowp.PackedGemm(w, kind, taps)
         return pack
     return red
