@@ -1,7 +1,15 @@
 """Codec decoder speed: seconds of compute per second of audio, full-size random weights.
 
     python bench/codec.py [--threads 2] [--frames 125] [--stream-frames 25] [--chunks 1,2,4,8]
-                          [--dtype F32|F16] [--keep-f16]
+                          [--dtype F32|F16] [--keep-f16] [--precision auto|f32|int8|bf16]
+                          [--compare f32,int8,bf16] [--snr-groups] [--model PATH]
+
+--compare: the codec at each precision (models/codec_precision.py) timed in interleaved rounds
+(one-shot, fed 4 frames, fed 1 frame; medians), their weight bytes, and the waveform SNR of
+each against f32 on this codec and on the tiny fixtures; --snr-groups adds the SNR with each
+layer group alone on int8, and how much this codec amplifies a 60 dB white-noise error injected
+after one stage (what bounds any reduced precision). --model PATH: that checkpoint's codec
+instead of the in-process random one (e.g. bench/make_random_model.py's output).
 
 Builds the released decoder shape (spec/codec.md section 2, 114.3 M params) with random
 weights in-process (F16 = the same weights stored as float16, widened at load), then times:
@@ -26,7 +34,8 @@ from _common import json_out, run_info
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_codec_random import checkpoint_from_tensors, random_codec_tensors  # noqa: E402
 
-from edgetts.models.codec import Codec  # noqa: E402
+from edgetts.models.codec import Codec, CodecStream  # noqa: E402
+from edgetts.models.codec_precision import AUTO  # noqa: E402
 
 OFFICIAL = {"fp32_s_per_audio_s": 0.7842, "bf16_s_per_audio_s": 0.3474,
             "source": "shared/reference/results/bench_{fp32,bf16}.json decoder_s_per_audio_s "
@@ -140,6 +149,88 @@ def timed(fn, repeat):
     return best, cpu
 
 
+def snr_db(ref, y) -> float:
+    err = np.sum((np.asarray(y, np.float64) - ref) ** 2)
+    return round(float(10 * np.log10(np.sum(np.asarray(ref, np.float64) ** 2) / err)), 2) if err > 0 else None  # None: identical
+
+
+def compare_precisions(ck, precisions, codes, frames, stream_frames, threads, rounds, groups) -> dict:
+    """Interleaved A/B(/C) rounds of the same work on the codec at each precision (medians of
+    wall and process-CPU seconds per audio second), weight bytes, SNR against f32."""
+    codecs = {p: Codec.load(ck, threads=threads, precision=p) for p in precisions}
+    frame_s = next(iter(codecs.values())).samples_per_frame / next(iter(codecs.values())).sample_rate
+    for c in codecs.values():
+        c.decode(codes[:4])  # JIT warm-up
+    works = {"oneshot": (frames, frames), "chunk4": (stream_frames, 4), "chunk1": (stream_frames, 1)}
+    times = {p: {w: [] for w in works} for p in codecs}
+    for _ in range(rounds):
+        for w, (n, ch) in works.items():
+            for p, c in codecs.items():
+                t, cpu = time.perf_counter(), time.process_time()
+                st = c.stream()
+                for i in range(0, n, ch):
+                    st.push(codes[i:i + ch])
+                times[p][w].append((time.perf_counter() - t, time.process_time() - cpu))
+    out = {}
+    ref = codecs["f32"].decode(codes[:frames]) if "f32" in codecs else \
+        Codec.load(ck, threads=threads, precision="f32").decode(codes[:frames])
+    for p, c in codecs.items():
+        r = {"weight_mb": round(c.decoder.weight_bytes / 1e6, 1),
+             "snr_db_vs_f32": snr_db(ref, c.decode(codes[:frames]))}
+        for w, (n, ch) in works.items():
+            wall = float(np.median([a for a, _ in times[p][w]]))
+            cpu = float(np.median([b for _, b in times[p][w]]))
+            r[w] = {"s_per_audio_s": round(wall / (n * frame_s), 4), "cpu_s_per_audio_s": round(cpu / (n * frame_s), 4)}
+        out[p] = r
+    if groups:
+        out["int8_one_group_snr_db"] = {
+            g: snr_db(ref, Codec.load(ck, threads=threads, precision={g: "int8"}).decode(codes[:frames]))
+            for g in _groups(codecs[precisions[0]].decoder)}
+        out["noise_60db_after_stage_snr_db"] = noise_amplification(codecs.get("f32") or Codec.load(
+            ck, threads=threads, precision="f32"), codes[:frames], ref)
+    return out
+
+
+def _groups(dec) -> list:
+    g = ["pre_conv", "transformer", "decoder.0", "final"]
+    g += [f"upsample{u}.{x}" for u in range(len(dec.upsample)) for x in ("tconv", "pwconv")]
+    g += [f"block{b}.{x}" for b in range(len(dec.blocks)) for x in ("tconv", "conv1", "conv2")]
+    return g
+
+
+def noise_amplification(codec, codes, ref, rel=1e-3) -> dict:
+    """Output SNR when white noise at 20log10(1/rel) dB SNR is added after one stage of the f32
+    codec: the floor any reduced-precision product (int8 ~38 dB, bf16 ~52 dB per product) hits."""
+    rng = np.random.default_rng(5)
+    out = {"injected_db": round(-20 * np.log10(rel), 1)}
+    for stage in ("_rvq", "_transformer", "_upsample", "_block"):
+        orig = getattr(CodecStream, stage)
+
+        def noisy(self, *a, orig=orig):
+            y = orig(self, *a)
+            return y + (rel * np.sqrt(np.mean(y ** 2)) * rng.standard_normal(y.shape)).astype(np.float32)
+        setattr(CodecStream, stage, noisy)
+        try:
+            out[stage.strip("_")] = snr_db(ref, codec.decode(codes))
+        finally:
+            setattr(CodecStream, stage, orig)
+    return out
+
+
+def fixture_snr(precisions, threads) -> dict:
+    import edgetts.weights as W
+    fx = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
+    out = {}
+    for d in sorted(fx.glob("tiny*")):
+        ck = W.open(d)
+        f32 = Codec.load(ck, threads=threads, precision="f32")
+        codes = np.random.default_rng(0).integers(0, f32.codebook_size, (20, f32.num_quantizers))
+        ref = f32.decode(codes)
+        out[d.name] = {p: snr_db(ref, Codec.load(ck, threads=threads, precision=p).decode(codes))
+                       for p in precisions if p != "f32"}
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
@@ -149,15 +240,29 @@ def main():
     ap.add_argument("--dtype", default="F32", choices=["F32", "F16"])
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--keep-f16", action="store_true", help="with --dtype F16: keep matrices half precision")
+    ap.add_argument("--precision", default="auto", help="codec precision of the main figures")
+    ap.add_argument("--compare", default="", help="comma list of precisions to time interleaved (f32 first)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--snr-groups", action="store_true")
+    ap.add_argument("--model", help="a checkpoint whose codec to measure instead of random weights")
+    ap.add_argument("--compare-only", action="store_true", help="skip the f32-era sections below --compare")
     args = ap.parse_args()
 
     res = {"bench": "codec_decoder", "config": "released decoder shape, random weights",
            "threads": args.threads, "dtype_stored": args.dtype, "official": OFFICIAL, "run": run_info()}
     t = time.perf_counter()
-    tensors = random_codec_tensors(FULL, seed=0, dtype=np.float16 if args.dtype == "F16" else np.float32)
-    codec = Codec.load(checkpoint_from_tensors(tensors, FULL), threads=args.threads, keep_f16=args.keep_f16)
+    if args.model:
+        import edgetts.weights as W
+        ck = W.open(args.model)
+        res["config"] = f"codec of {args.model}"
+    else:
+        tensors = random_codec_tensors(FULL, seed=0, dtype=np.float16 if args.dtype == "F16" else np.float32)
+        ck = checkpoint_from_tensors(tensors, FULL)
+        del tensors
+    codec = Codec.load(ck, threads=args.threads, keep_f16=args.keep_f16, precision=args.precision)
     res["keep_f16"] = args.keep_f16
-    del tensors
+    res["precision"] = args.precision
+    res["auto_plan"] = AUTO
     res["load_s"] = round(time.perf_counter() - t, 2)
     spf, sr = codec.samples_per_frame, codec.sample_rate
     frame_s = spf / sr
@@ -167,6 +272,16 @@ def main():
     rng = np.random.default_rng(0)
     codes = rng.integers(0, codec.codebook_size, (max(args.frames, args.stream_frames), codec.num_quantizers))
     codec.decode(codes[:4])  # JIT warm-up
+
+    if args.compare:
+        precs = args.compare.split(",")
+        res["compare"] = compare_precisions(ck, precs, codes, args.frames, args.stream_frames, args.threads,
+                                            args.rounds, args.snr_groups)
+        res["compare"]["fixtures_snr_db"] = fixture_snr(precs, args.threads)
+        res["compare"]["loadavg_after"] = open("/proc/loadavg").read().split()[:3]
+        if args.compare_only:
+            json_out(res)
+            return
 
     # one-shot (decode = a fresh stream fed in chunks of Codec.chunk_frames)
     T = args.frames

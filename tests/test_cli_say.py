@@ -38,14 +38,15 @@ def run_cli(args, tmp_path, stdin=None, alsa="null", timeout=300, **popen):
 
 
 def common(frames=FRAMES):
-    return ["-m", str(TINY), "--seed", "7", "--max-frames", str(frames), "--min-frames", str(frames)]
+    return ["-m", str(TINY), "--seed", "7", "--max-frames", str(frames), "--min-frames", str(frames),
+            "--codec-precision", "f32"]
 
 
 @pytest.fixture(scope="module")
 def reference():
     """One-shot audio of TEXT with the same settings, in this process."""
     import edgetts
-    tts = edgetts.load(TINY)
+    tts = edgetts.load(TINY, codec_precision="f32")
     res = tts.generate(TEXT, seed=7, max_frames=FRAMES, min_frames=FRAMES, language="auto")
     assert res.audio.shape == (FRAMES * SPF,)
     return res.audio
@@ -204,3 +205,12 @@ def test_model_error_mid_stream_leaves_no_file(monkeypatch, tmp_path, capsys):
     with pytest.raises(RuntimeError):
         cli.main(["say", "-o", str(tmp_path / "x.wav"), "Hello"])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_codec_precision_reaches_load(monkeypatch):
+    from edgetts import hub, tts as tts_mod
+    seen = {}
+    monkeypatch.setattr(hub, "resolve", lambda m, **kw: m)
+    monkeypatch.setattr(tts_mod, "load", lambda path, **kw: seen.update(kw) or "tts")
+    args = say.argparse.Namespace(model="m", qtype="q8_0", threads=None, codec_precision="int8")
+    assert say._load(args) == "tts" and seen["codec_precision"] == "int8"

@@ -64,9 +64,7 @@ class _Conv:
         self.cout, self.cin, self.k = w_torch.shape
         self.d = dilation
         # tap-major copy [k*Cin, Cout] (im2col order), or that packed for a reduced-precision kernel
-        self.w = kc.conv_weight(w_torch)
-        if reduce is not None:
-            self.w = reduce(self.w, self.k)
+        self.w = _packed(w_torch, kc.conv_weight(w_torch), reduce, self.k)
         self.bias = np.ascontiguousarray(bias, np.float32)
         self.ctx = (self.k - 1) * dilation
 
@@ -114,9 +112,7 @@ class _TransConv:
         self.s = int(stride)
         if self.k < self.s:
             raise EdgeTTSError(f"codec: transposed conv kernel {self.k} shorter than its stride {self.s}")
-        self.w = kc.trans_conv_weight(w_torch)
-        if reduce is not None:
-            self.w = reduce(self.w)
+        self.w = _packed(w_torch, kc.trans_conv_weight(w_torch), reduce)
         self.bias = np.ascontiguousarray(bias, np.float32)
 
     def state(self):
@@ -256,9 +252,9 @@ class CodecDecoder:
                 dw_w=np.ascontiguousarray(dw[:, 0, :].T), dw_b=get(p + "dwconv.bias"),
                 dw_ctx=dw.shape[2] - 1,
                 norm_w=get(p + "norm.weight"), norm_b=get(p + "norm.bias"),
-                pw1=_reduced(_linear_t(get(p + "pwconv1.weight", True)), red(f"upsample{u}.pwconv")),
+                pw1=_pw(get(p + "pwconv1.weight", True), red(f"upsample{u}.pwconv")),
                 pw1_b=get(p + "pwconv1.bias"),
-                pw2=_reduced(_linear_t(get(p + "pwconv2.weight", True)), red(f"upsample{u}.pwconv")),
+                pw2=_pw(get(p + "pwconv2.weight", True), red(f"upsample{u}.pwconv")),
                 pw2_b=get(p + "pwconv2.bias"),
                 gamma=get(p + "gamma"),
             ))
@@ -574,17 +570,29 @@ def _f32_or_packed(w):
     return w if isinstance(w, PackedGemm) else as_f32(w)
 
 
-def _reduced(w, reduce):
-    return w if reduce is None else reduce(w)
+def _packed(src, w, reduce, taps=1):
+    """w (src laid out for the float32 kernels), or w packed by reduce; then the pages of a
+    file-mapped src are released (the packed copy is the resident one)."""
+    if reduce is None:
+        return w
+    p = reduce(w, taps)
+    if p is not w:
+        release_pages(np.asarray(src))
+    return p
 
 
 def _lin(w, reduce):
     """A transformer Linear [out, in]: as stored (Rows.lin), or packed from its transpose."""
-    return w if reduce is None else reduce(np.ascontiguousarray(as_f32(w).T))
+    return w if reduce is None else _packed(w, np.ascontiguousarray(as_f32(w).T), reduce)
 
 
 def _out_in(w):
     return (w.N, w.K) if isinstance(w, PackedGemm) else w.shape
+
+
+def _pw(w, reduce):
+    """A ConvNeXt Linear [out, in] -> [in, out] (Rows.gemm), packed or float32."""
+    return _packed(w, _linear_t(w), reduce)
 
 
 def _linear_t(*ws):
