@@ -552,7 +552,11 @@ class CodecStream:
         a2, ib2 = u.act2
         K = c1.k * c1.cin
         tile = max(16, (cls.TILE_FLOATS if K * c1.cout <= cls.SMALL_W else cls.WIDE_TILE_FLOATS) // K)
-        cols = None if isinstance(w1, PackedGemm) else np.empty((min(tile, max(r1 - r0, 0)), K), np.float32)
+        cols = None
+        if isinstance(w1, PackedGemm):  # no im2col: tiles of TILE_FLOATS input floats (L2-sized)
+            tile = max(16, cls.TILE_FLOATS // c1.cin)
+        else:
+            cols = np.empty((min(tile, max(r1 - r0, 0)), K), np.float32)
         for t0 in range(r0, r1, tile):
             t1 = min(r1, t0 + tile)
             cc = None if cols is None else cols[: t1 - t0]
