@@ -22,6 +22,10 @@ gathers); SnakeBeta's exp(alpha) and 1/(exp(beta)+1e-9) are precomputed. Layouts
   transformer       as stored, [out, in]                   (numba few-row kernel, <= chunk rows)
   ConvNeXt linears  copy [in, out]                          (BLAS GEMM)
 
+Reduced precision (Codec.load(precision=...), docs/kernels.md §6): the groups named by
+codec_precision.plan_precision hold a lowp.PackedGemm (int8 / bf16, packed at load) instead of
+the float32 layout above; Rows.gemm / Rows.lin and the convs hand their products to it.
+
 Threads: `threads` (default 2, or EDGETTS_CODEC_THREADS) Python threads split rows / columns of
 each stage; BLAS runs single-threaded inside them (see kernels/pool.py). Use threads=1 when the codec
 shares two cores with a busy LM thread.
