@@ -60,6 +60,8 @@ class TTS:
             import numba
             numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
         self.threads = threads
+        from .models.codec_precision import plan_precision
+        plan_precision(codec_precision)  # a bad name fails here, not later on the codec thread
         self.codec_precision = codec_precision
         self.checkpoint = ck = checkpoint
         # The codec loads on a second thread while the LM loads (cold start: both are CPU work

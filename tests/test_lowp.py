@@ -164,6 +164,13 @@ def test_codec_precision_rejects_unknown_name():
         Codec.load(W.open(FIXTURES / "tiny"), precision="fp8")
 
 
+def test_tts_load_rejects_unknown_codec_precision_at_once():
+    import edgetts
+    from conftest import TINY
+    with pytest.raises(EdgeTTSError, match="codec precision"):
+        edgetts.load(TINY, codec_precision="int4")
+
+
 @needs_int8
 def test_codec_int8_streams_like_one_shot_and_holds_less():
     """The reduced path keeps the decoder's streaming contract (per-row activation scales do not
