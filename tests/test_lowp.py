@@ -188,3 +188,18 @@ def test_codec_int8_streams_like_one_shot_and_holds_less():
     np.testing.assert_allclose(fed, one, atol=1e-5)
     assert c8.decoder.weight_bytes < c32.decoder.weight_bytes
     assert np.isfinite(one).all() and one.shape == c32.decode(codes).shape
+
+
+@needs_int8
+def test_codec_int8_odd_sizes_threads_and_f16_storage():
+    """Odd layer sizes (some with < 16 outputs stay float32), F16 storage kept half precision,
+    1 vs 2 threads: the same int8 result (threads split whole column tiles or row tiles)."""
+    from test_codec_random import ODD_CONFIG, checkpoint_from_tensors, random_codec_tensors
+    from edgetts.models.codec import Codec
+    ck = checkpoint_from_tensors(random_codec_tensors(ODD_CONFIG, seed=3, dtype=np.float16), ODD_CONFIG)
+    a = Codec.load(ck, threads=1, precision="int8")
+    b = Codec.load(ck, threads=2, precision="int8", keep_f16=True)
+    codes = np.random.default_rng(0).integers(0, a.codebook_size, (10, a.num_quantizers))
+    x = a.decode(codes)
+    np.testing.assert_allclose(b.decode(codes), x, atol=1e-6)
+    assert x.shape == (10 * a.samples_per_frame,) and np.isfinite(x).all()

@@ -591,7 +591,10 @@ def _packed(src, w, reduce, taps=1):
 
 def _lin(w, reduce):
     """A transformer Linear [out, in]: as stored (Rows.lin), or packed from its transpose."""
-    return w if reduce is None else _packed(w, np.ascontiguousarray(as_f32(w).T), reduce)
+    if reduce is None:
+        return w
+    p = _packed(w, np.ascontiguousarray(as_f32(w).T), reduce)
+    return p if isinstance(p, PackedGemm) else w  # not packed (too few outputs): as stored
 
 
 def _out_in(w):
