@@ -6,11 +6,14 @@ W packed once at load. Two kinds (docs/kernels.md §6):
         acc = sum_k a_u8 w_s8 (vpdpbusd, exact int32), out = (acc - 128 colsum(w_q)) s_a s_w.
   bf16  W and A rounded to bfloat16 (nearest even), products summed in float32 (vdpbf16ps).
 
-Packed layouts (P = values per 32-bit lane: 4 int8 or 2 bf16; K padded to KP*P with zeros):
-  W  int32[NT, KP, NV*16]: column tile t holds columns t*NV*16 .. +NV*16 (N padded with zero
+Packed layouts (P = values per 32-bit lane: 4 int8 or 2 bf16; a weight of `taps` row blocks of
+Cin rows each -- a tap-major conv weight, or taps=1 -- with each block's rows padded to KA*P):
+  W  int32[NT, taps*KA, NV*16]: column tile t holds columns t*NV*16 .. +NV*16 (N padded with zero
      columns), for each group of P k's the NV*16 columns' P values side by side -- one linear
      stream per tile, NV 64-byte loads per k group.
-  A  int32[Mp, KP] (Mp = M rounded up to MR rows; padding rows are zero / zero point).
+  A  int32[rows, KA]: every input row once (u8 + zero point, or bf16 pairs), padding rows zero
+     point / zero. A causal conv is `taps` passes over W's row blocks, pass j reading A's rows
+     shifted by j*d (no im2col); the int8 partial sums are scaled per pass and added in float32.
 The micro-kernel (LLVM IR intrinsic) keeps MR x NV accumulators of 16 lanes in zmm registers:
 per k group, NV weight loads, MR 4-byte broadcasts of A, MR*NV dot instructions.
 Parallel callers split column tiles (or row blocks) over threads: every kernel here is nogil.
