@@ -45,6 +45,31 @@ def twin_int8_conv(xp, w, taps, d):
     return out
 
 
+def twin_pack_int8(w, taps, nt, ka, nw):
+    """The packed int8 weight as numpy builds it: per-column quantization, then the layout."""
+    K, N = w.shape
+    cin = K // taps
+    wq, sw = twin_weights_int8(w)
+    vals = np.zeros((taps, ka * 4, nt * nw), np.int8)
+    vals[:, :cin, :N] = wq.reshape(taps, cin, N)
+    zc = 128 * vals.astype(np.int32).sum(axis=1)
+    packed = vals.reshape(taps * ka, 4, nt, nw).transpose(2, 0, 3, 1)
+    return np.ascontiguousarray(packed).view(np.int32).reshape(nt, taps * ka, nw), sw, zc
+
+
+@needs_int8
+@pytest.mark.parametrize("K,N,taps", [(5, 16, 1), (33, 50, 1), (21, 96, 7), (130, 200, 2)])
+def test_int8_packing_equals_twin(K, N, taps):
+    w = np.random.default_rng(K).standard_normal((K, N), dtype=np.float32)
+    w[:, 3] = 0.0  # an all-zero column: scale 0
+    p = lowp.PackedGemm(w, "int8", taps)
+    pw, sw, zc = twin_pack_int8(w, taps, p.nt, p.KA, p.nv * lowp.LANES)
+    np.testing.assert_array_equal(p.w, pw)
+    np.testing.assert_array_equal(p.sw[:N], sw)
+    assert (p.sw[N:] == 0).all()
+    np.testing.assert_array_equal(p.zc, zc)
+
+
 def twin_bf16(a):
     """float32 -> nearest-even bfloat16, as float32."""
     b = np.ascontiguousarray(a, np.float32).view(np.uint32).astype(np.uint64)
