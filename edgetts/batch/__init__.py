@@ -77,7 +77,8 @@ class Summary:
     failed: int         # bad lines and items that failed in this run
     retried: int        # times an item went back to the queue after its worker died
     audio_s: float
-    compute_s: float
+    compute_s: float    # summed over the workers
+    startup_s: float    # starting the workers and loading the model (included in wall_s)
     wall_s: float
     backend: str
 
@@ -163,11 +164,12 @@ def batch(input, outdir, options: BatchOptions | None = None) -> Summary:
             if todo:
                 from .. import hub
                 model = str(Path(hub.resolve(opts.model, qtype=opts.qtype, progress=progress)).resolve())
+                t_backend = time.perf_counter()
                 backend = _backend(opts, model)
                 backend_name = backend.describe()
                 try:
                     tally = runner.run(todo, backend, manifest, out, "." + opts.format, int(opts.retries),
-                                       progress)
+                                       progress, t_backend)
                 except BaseException:
                     backend.close(abort=True)    # Ctrl-C, a lost cluster: stop the workers now
                     raise
@@ -176,5 +178,6 @@ def batch(input, outdir, options: BatchOptions | None = None) -> Summary:
             manifest.close()
     return Summary(outdir=out, manifest=manifest.path, items=len(items), done=tally.done,
                    skipped=len(items) - len(todo), failed=tally.failed + len(bad), retried=tally.retried,
-                   audio_s=tally.audio_s, compute_s=tally.compute_s, wall_s=time.perf_counter() - t0,
+                   audio_s=tally.audio_s, compute_s=tally.compute_s, startup_s=tally.startup_s,
+                   wall_s=time.perf_counter() - t0,
                    backend=backend_name)

@@ -41,6 +41,7 @@ class Tally:
     retried: int = 0
     audio_s: float = 0.0
     compute_s: float = 0.0
+    startup_s: float = 0.0    # until every worker had the model loaded
 
 
 class _Progress:
@@ -66,13 +67,15 @@ class _Progress:
 
 
 def run(items: list[Item], backend, manifest: Manifest, outdir: Path, ext: str, retries: int,
-        progress: bool) -> Tally:
+        progress: bool, t_backend: float) -> Tally:
+    """Run `items` on `backend` (created at perf_counter() `t_backend`) to the end."""
     tally = Tally()
     pending = deque(items)
     attempts = {it.id: 0 for it in items}
     by_id = {it.id: it for it in items}
     inflight: dict[object, list[str]] = {}     # slot -> item ids handed to it
     ready: set = set(backend.start())
+    tally.startup_s = time.perf_counter() - t_backend
     inflight.update({s: [] for s in ready})
     bar = _Progress(len(items), progress)
 
