@@ -39,6 +39,47 @@ TEXTS = ["Hello there, how are you?", "The quick brown fox jumps over the lazy d
          "Batch jobs keep one model per worker.", "That is all for today."]
 
 
+def live_children(pid: int) -> list[int]:
+    """Descendants of pid that are still running (zombies do not count)."""
+    kids = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                rest = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if rest[0] != "Z":
+                kids.setdefault(int(rest[1]), []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        for k in kids.get(todo.pop(), []):
+            out.append(k)
+            todo.append(k)
+    return out
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_leftover_processes():
+    """After the module (Ray sessions shut down, pools closed): no process of ours is left running."""
+    def cmdline(pid):
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return b""
+
+    def ours():   # multiprocessing's resource tracker is a per-interpreter helper that lives on by design
+        return {p for p in live_children(os.getpid())
+                if p not in before and b"multiprocessing.resource_tracker" not in cmdline(p)}
+
+    before = set(live_children(os.getpid()))
+    yield
+    t0 = time.monotonic()
+    while ours() and time.monotonic() - t0 < 20:
+        time.sleep(0.2)
+    left = ours()
+    assert not left, [cmdline(p)[:200] for p in left]
+
+
 @pytest.fixture(scope="module")
 def tts():
     return edgetts.load(TINY)
