@@ -8,9 +8,11 @@ same text normalization), which is what "the same samples whatever the workers o
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -222,8 +224,8 @@ def gone(pid, timeout=10.0) -> bool:
     return False
 
 
-def batch_cli(args, cwd):
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+def batch_cli(args, cwd, env=None):
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {}))
     return subprocess.Popen([sys.executable, "-m", "edgetts.cli", "batch", *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -423,3 +425,30 @@ def test_ray_two_node_cluster_resume_after_kill_9(tmp_path, tts, two_node_cluste
     assert ok[:len(first)] == first
     nodes = {r["worker"].rsplit(":", 1)[0] for r in ok}
     assert len(nodes) == 2                                # both nodes did work
+
+
+def test_ray_flag_without_address_starts_and_stops_a_private_instance(tmp_path, tts):
+    good = good_lines(tts, 2)
+    write_input(tmp_path / "in.jsonl", good)
+    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")     # short: Ray's socket paths must fit
+    try:
+        p = batch_cli(["in.jsonl", "-o", "out", "-m", str(TINY), "--ray", "--workers", "1", "--no-progress"],
+                      tmp_path, env={"RAY_TMPDIR": ray_tmp})
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err.decode()
+        assert "1 Ray worker(s) x 1 thread(s) on 1 node(s)" in err.decode()
+        check_output(tts, tmp_path / "out", good, tmp_path)
+        assert list(Path(ray_tmp).glob("ray/session_*")), "the job did not run its own Ray instance"
+        t0 = time.monotonic()                             # and stopped it: no Ray process of that session
+        while (left := [d for d in Path("/proc").iterdir() if d.name.isdigit() and _mentions(d, ray_tmp)]):
+            assert time.monotonic() - t0 < 20, left
+            time.sleep(0.2)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def _mentions(proc: Path, text: str) -> bool:
+    try:
+        return text.encode() in (proc / "cmdline").read_bytes()
+    except OSError:
+        return False
