@@ -9,7 +9,7 @@
     summary = edgetts.batch("lines.jsonl", "out", edgetts.BatchOptions(model="models/cv-q4_0"))
 
 Input: one JSON object per line, `{"id": "a1", "text": "Hello."}` plus optional `speaker`,
-`voice` (a voice file), `language`, `instruct` and `seed` (see jobs.py). Each line is one
+`voice` (a voice file, relative to the input's folder), `language`, `instruct` and `seed`. Each line is one
 `TTS.generate` call (text normalized as in `edgetts say` unless normalize=False), so keep lines to
 a paragraph or less.
 
@@ -21,8 +21,9 @@ duplicate id, unknown speaker, unreadable voice file, ...) are recorded as faile
 Resume: a second run over the same OUTDIR skips the ids that have an "ok" record whose file is
 still there, and tries everything else again; one job at a time may write to an OUTDIR.
 
-Reproducible: a line's `seed` (or, without one, `jobs.derive_seed(id)`: SHA-256 of the id) fixes
-its samples, whatever the worker count, threads or backend.
+Reproducible: a line's `seed` fixes its samples, whatever the worker count, threads or backend; a
+line without one gets `derive_seed(id)`: the first 8 bytes of SHA-256 of the UTF-8 id, big-endian,
+top bit cleared.
 """
 from __future__ import annotations
 

@@ -25,7 +25,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--threads-per-worker", type=int, default=d.threads_per_worker, metavar="T",
                    help=f"kernel threads in each worker (default: {d.threads_per_worker})")
     p.add_argument("--ray", nargs="?", const=True, default=False, metavar="ADDRESS",
-                   help="run on Ray: a private local instance, or join the cluster at ADDRESS")
+                   help="run on Ray: a private local instance, or join the cluster at ADDRESS "
+                        "(give INPUT first: `--ray in.jsonl` would read in.jsonl as the address)")
     p.add_argument("--format", default=d.format, choices=FORMATS, help=f"audio file format (default: {d.format})")
     p.add_argument("--retries", type=int, default=d.retries,
                    help=f"retries of an item whose worker died (default: {d.retries})")

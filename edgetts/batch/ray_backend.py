@@ -89,6 +89,7 @@ class RayBackend:
         self.names = {slot: f"Ray worker {slot}" for slot in self.actors}
         self.refs: dict = {}        # ObjectRef -> (slot, item id, or None for a status ping)
         self.recovering: set[int] = set()
+        self.pings: dict[int, int] = {}   # failed status pings since the actor was last ready
 
     def describe(self) -> str:
         return f"{self.workers} Ray worker(s) x {self.threads} thread(s) on {self.nodes} node(s)"
@@ -127,8 +128,12 @@ class RayBackend:
             except ray.exceptions.RayError as e:
                 reason = f"{self.names[slot]} died ({type(e).__name__})"
                 if item_id is None:
-                    self._drop(slot)
-                    events.append(("gone", slot, reason))
+                    self.pings[slot] = self.pings.get(slot, 0) + 1
+                    if isinstance(e, ray.exceptions.ActorUnavailableError) and self.pings[slot] <= MAX_RESTARTS:
+                        self._ping(slot)          # restarting: ask again
+                    else:
+                        self._drop(slot)          # dead for good (restarts used up, or it cannot start)
+                        events.append(("gone", slot, reason))
                     continue
                 events.append(("lost", slot, item_id, reason))
                 if slot not in self.recovering:   # ask when the restarted actor can take items
@@ -140,6 +145,7 @@ class RayBackend:
             elif value[0]:
                 self.names[slot] = f"Ray worker {value[1]}"
                 self.recovering.discard(slot)
+                self.pings[slot] = 0
                 events.append(("ready", slot))
             else:
                 self._drop(slot)
