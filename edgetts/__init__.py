@@ -26,7 +26,7 @@ except _metadata.PackageNotFoundError:  # a source tree that was never installed
 
 # The API is imported on first use, so that `import edgetts.weights` (quantize/, tools) does not
 # load the whole engine.
-_API = {"load": "tts", "TTS": "tts", "Result": "tts", "batch": "batch", "BatchOptions": "batch"}
+_API = {"load": "tts", "TTS": "tts", "Result": "tts", "batch": "batching", "BatchOptions": "batching"}
 __all__ = [*_API, "__version__"]
 
 

@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import say; say.add_parser(sub)
     from .serve import serve_cmd; serve_cmd.add_parser(sub)
     from .serve import wyoming_cmd; wyoming_cmd.add_parser(sub)
-    from .batch import cli as batch_cli; batch_cli.add_parser(sub)
+    from .batching import cli as batch_cli; batch_cli.add_parser(sub)
     return p
 
 

@@ -28,8 +28,8 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 import edgetts  # noqa: E402
 from edgetts import cli  # noqa: E402
 from edgetts.audio import write_audio  # noqa: E402
-from edgetts.batch import BatchOptions, derive_seed  # noqa: E402
-from edgetts.batch.jobs import Manifest, read_input  # noqa: E402
+from edgetts.batching import BatchOptions, derive_seed  # noqa: E402
+from edgetts.batching.jobs import Manifest, read_input  # noqa: E402
 from edgetts.errors import EdgeTTSError  # noqa: E402
 from edgetts.text.normalize import normalize  # noqa: E402
 
@@ -268,7 +268,7 @@ def test_errors_are_one_line(tmp_path, capsys):
         edgetts.batch(src, tmp_path / "out", BatchOptions(model=str(TINY), format="mp3"))
     with pytest.raises(EdgeTTSError, match="no such file"):
         edgetts.batch(src, tmp_path / "out", BatchOptions(model=str(tmp_path / "nope"), progress=False))
-    from edgetts.batch import _Lock
+    from edgetts.batching import _Lock
     with _Lock(tmp_path / "out"):   # one job per OUTDIR
         with pytest.raises(EdgeTTSError, match="another batch job"):
             edgetts.batch(src, tmp_path / "out", BatchOptions(model=str(TINY), progress=False))
