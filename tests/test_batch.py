@@ -33,8 +33,7 @@ from edgetts.batching.jobs import Manifest, read_input  # noqa: E402
 from edgetts.errors import EdgeTTSError  # noqa: E402
 from edgetts.text.normalize import normalize  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT / "tests" / "fixtures" / "tiny"
+from conftest import ROOT, TINY  # noqa: E402
 TORN = '{"id": "utt-09", "file": "utt-0'
 TEXTS = ["Hello there, how are you?", "The quick brown fox jumps over the lazy dog.",
          "Good morning.", "Please read this sentence aloud, slowly and clearly.",

@@ -8,6 +8,8 @@ from ..errors import EdgeTTSError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from quantize.plan import QTYPES
+
     from . import FORMATS, BatchOptions, __doc__ as doc
 
     d = BatchOptions()
@@ -18,7 +20,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="folder for <id>.<format> files and manifest.jsonl (created if needed)")
     p.add_argument("-m", "--model", default=d.model,
                    help=f"checkpoint folder, GGUF file/folder, or hub id (default: {d.model})")
-    p.add_argument("--qtype", default=d.qtype, type=str.lower,
+    p.add_argument("--qtype", default=d.qtype, type=str.lower, choices=QTYPES,
                    help=f"weight type when a hub model is converted on first use (default: {d.qtype})")
     p.add_argument("--workers", type=int, metavar="N",
                    help="worker processes / Ray actors (default: CPUs // threads per worker)")
