@@ -71,8 +71,9 @@ def run_config(model: str, src: Path, name: str, ref: dict) -> dict:
     workers, threads = (int(x) for x in shape.split("x"))
     before = loadavg()
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as out:
-        s = edgetts.batch(src, out, edgetts.BatchOptions(model=model, workers=workers, threads_per_worker=threads,
-                                                         ray=backend == "ray", progress=False))
+        opts = edgetts.BatchOptions(model=model, workers=workers, threads_per_worker=threads,
+                                    ray=backend == "ray", progress=False)
+        s = edgetts.batch(src, out, opts)
         recs = [json.loads(l) for l in (Path(out) / "manifest.jsonl").read_text().splitlines()]
         same = all(np.array_equal(sf.read(str(Path(out) / r["file"]), dtype="int16")[0], ref[r["id"]])
                    for r in recs if r["status"] == "ok")

@@ -224,7 +224,8 @@ def gone(pid, timeout=10.0) -> bool:
 
 
 def batch_cli(args, cwd, env=None):
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {}))
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               **(env or {}))
     return subprocess.Popen([sys.executable, "-m", "edgetts.cli", "batch", *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -243,8 +244,9 @@ def test_read_input_and_torn_manifest(tmp_path, tts):
     assert items[2].voice == str(tmp_path / "no-such-voice.safetensors")   # relative to the input
     assert sorted(r["line"] for r in failed) == [3, 4, 6, 7, 8]
     from_dicts, _ = read_input(iter(good))                 # the Python API takes dicts too
+    from_file, _ = read_input(write_input(tmp_path / "g.jsonl", good))
     assert [(it.id, it.text, it.seed, it.speaker) for it in from_dicts] == \
-        [(it.id, it.text, it.seed, it.speaker) for it in read_input(write_input(tmp_path / "g.jsonl", good))[0]]
+        [(it.id, it.text, it.seed, it.speaker) for it in from_file]
     # a manifest whose last line was torn (power loss) still reads, and the next record starts a new line
     (tmp_path / "a.wav").write_bytes(b"x")
     (tmp_path / "manifest.jsonl").write_text(json.dumps({"id": "a", "file": "a.wav", "status": "ok"})

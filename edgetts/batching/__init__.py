@@ -48,11 +48,11 @@ class BatchOptions:
     model: str = DEFAULT_MODEL          # checkpoint folder, GGUF file/folder, or hub id
     workers: int | None = None          # default: CPUs // threads_per_worker (of the Ray cluster with ray)
     threads_per_worker: int = 1
-    ray: bool | str = False             # True: a local Ray instance (or the connected one); str: cluster address
+    ray: bool | str = False             # True: local Ray (or the connected session); str: cluster address
     format: str = "wav"                 # wav | flac | ogg
     retries: int = 2                    # times an item is retried after its worker died, before failing it
     normalize: bool = True              # spell out numbers, currency, dates (as `edgetts say`)
-    qtype: str = "q8_0"                 # weight type when a hub model is converted on first use (hub.resolve checks it)
+    qtype: str = "q8_0"                 # weight type when a hub model is converted on first use
     progress: bool | None = None        # tqdm bar on stderr (default: when stderr is a terminal)
 
     def check(self) -> None:

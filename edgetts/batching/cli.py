@@ -13,7 +13,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     from . import FORMATS, BatchOptions, __doc__ as doc
 
     d = BatchOptions()
-    p = subparsers.add_parser("batch", help="many texts (JSONL) to audio files, on all cores or a Ray cluster",
+    p = subparsers.add_parser("batch", help="many texts (JSONL) to audio files, all cores or a Ray cluster",
                               description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", metavar="INPUT.jsonl", help="one JSON object per line: id, text, ...")
     p.add_argument("-o", "--output-dir", required=True, metavar="OUTDIR",
@@ -29,7 +29,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--ray", nargs="?", const=True, default=False, metavar="ADDRESS",
                    help="run on Ray: a private local instance, or join the cluster at ADDRESS "
                         "(give INPUT first: `--ray in.jsonl` would read in.jsonl as the address)")
-    p.add_argument("--format", default=d.format, choices=FORMATS, help=f"audio file format (default: {d.format})")
+    p.add_argument("--format", default=d.format, choices=FORMATS,
+                   help=f"audio file format (default: {d.format})")
     p.add_argument("--retries", type=int, default=d.retries,
                    help=f"retries of an item whose worker died (default: {d.retries})")
     p.add_argument("--no-normalize", action="store_true",

@@ -142,8 +142,8 @@ class LocalBackend:
             return
         p.join(5)
         code = p.exitcode
-        reason = (f"worker process {p.pid} " +
-                  (f"killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"))
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
+        reason = f"worker process {p.pid} {how}"
         was_loaded, item_id = self.loaded[slot], self.held[slot]
         self._remove(slot)
         if not was_loaded:

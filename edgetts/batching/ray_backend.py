@@ -84,8 +84,9 @@ class RayBackend:
                                f"thread(s) do not fit (lower --workers or --threads-per-worker)")
         self.nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
         actor_cls = ray.remote(_Actor)
-        self.actors = {slot: actor_cls.options(num_cpus=threads, max_restarts=MAX_RESTARTS, max_task_retries=0)
-                       .remote(model, threads, normalize) for slot in range(self.workers)}
+        opts = dict(num_cpus=threads, max_restarts=MAX_RESTARTS, max_task_retries=0)  # we retry items
+        self.actors = {slot: actor_cls.options(**opts).remote(model, threads, normalize)
+                       for slot in range(self.workers)}
         self.names = {slot: f"Ray worker {slot}" for slot in self.actors}
         self.refs: dict = {}        # ObjectRef -> (slot, item id, or None for a status ping)
         self.recovering: set[int] = set()
@@ -129,7 +130,8 @@ class RayBackend:
                 reason = f"{self.names[slot]} died ({type(e).__name__})"
                 if item_id is None:
                     self.pings[slot] = self.pings.get(slot, 0) + 1
-                    if isinstance(e, ray.exceptions.ActorUnavailableError) and self.pings[slot] <= MAX_RESTARTS:
+                    restarting = isinstance(e, ray.exceptions.ActorUnavailableError)
+                    if restarting and self.pings[slot] <= MAX_RESTARTS:
                         self._ping(slot)          # restarting: ask again
                     else:
                         self._drop(slot)          # dead for good (restarts used up, or it cannot start)

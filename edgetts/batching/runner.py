@@ -113,8 +113,8 @@ def run(items: list[Item], backend, manifest: Manifest, outdir: Path, ext: str, 
             for it, reason in reversed(lost):   # back to the front, in their original order
                 if attempts[it.id] > retries:
                     tally.failed += 1
-                    record(failed_record(it.id, f"worker died {attempts[it.id]} time(s) "
-                                         f"on this item ({reason})", seed=it.seed, attempts=attempts[it.id], line=it.line))
+                    error = f"worker died {attempts[it.id]} time(s) on this item ({reason})"
+                    record(failed_record(it.id, error, seed=it.seed, attempts=attempts[it.id], line=it.line))
                 else:
                     tally.retried += 1
                     pending.appendleft(it)

@@ -47,7 +47,7 @@ class Synthesizer:
             try:
                 from edgetts.voice import Voice   # lazy: only lines with a voice file need it
             except ImportError as e:
-                raise EdgeTTSError(f"voice {path}: voice files are not supported by this edgetts ({e})") from None
+                raise EdgeTTSError(f"voice {path}: this edgetts cannot read voice files ({e})") from None
             try:
                 self._voices[path] = Voice.load(path)
             except EdgeTTSError as e:
