@@ -1,0 +1,446 @@
+"""Codec encoder (Mimi-style): 24 kHz audio -> reference codes [frames, groups]. spec/codec.md §5.
+
+    enc = CodecEncoder.load(edgetts.weights.open(path))
+    codes = enc.encode(audio)         # float32 [N] at enc.sample_rate -> int64 [ceil(N / 1920), 16]
+
+One forward, top to bottom, time-major ([T, C], C contiguous) like the decoder:
+  1. SEANet (§5.3): conv k7 -> per stage [ResBlock(s), ELU, strided conv k=2r s=r] -> ELU, conv k3.
+     Every conv is causal (§5.2): left pad K - S zeros, right zero pad up to a multiple of S.
+     The SEANet runs in chunks of `chunk_frames` codec frames with each conv's left context
+     carried over (its last K - S input rows), so memory stays bounded for long references and
+     the working set stays in cache; the output equals one full pass (all ops causal, every
+     non-final chunk a multiple of every stride). im2col + one BLAS GEMM per conv; a strided conv
+     with k = m*s is a stride-1 conv of m taps over the input viewed as [L/s, s*C] (no copy).
+  2. Transformer (§5.4) at 25 Hz on the whole sequence: pre-norm LayerNorm (bias), rotate-half
+     RoPE from position 0, full causal attention (what the official eager/SDPA path computes;
+     the config's sliding_window only applies under flash-attention-2), exact-erf GELU MLP,
+     layer scales on both branches, no final norm.
+  3. Downsample (§5.5): conv k4 s2, no bias, *replicate* padding -> 12.5 Hz.
+  4. Split RVQ (§5.6): semantic code = nearest codeword of input_proj_sem(x); acoustic codes =
+     greedy residual VQ of input_proj_ac(x) (the same latent x, not the semantic residual).
+     Codebooks are embed_sum / max(cluster_usage, 1e-5) (done by GGUFView / `edgetts quantize`).
+     Only the first encoder_valid_num_quantizers codes are kept (the official encode()
+     computes all quantizers and slices; greedy RVQ makes the first ones independent of the rest).
+
+Sizes come from the checkpoint (config + tensor shapes); weights of any stored type are widened
+to float32 at load. Threads: the decoder's row splitter (_Rows): BLAS single-threaded inside.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import EdgeTTSError
+from ..gguf import constants as K
+from ..gguf.names import GGUFView
+from ..kernels import codec_attn as ka
+from ..kernels import conv as kc
+from ..kernels import encoder_ops as ko
+from ..kernels import snake as ks
+from .codec import CodecDecoder, _Rows, default_threads
+
+_P = "tok_enc."
+
+
+# ------------------------------------------------------------------------------------ config
+@dataclass
+class EncoderConfig:
+    sample_rate: int               # input_sample_rate
+    frame_samples: int             # encode_downsample_rate: samples per output frame
+    num_quantizers: int            # encoder_valid_num_quantizers: codes per frame kept
+    num_semantic_quantizers: int
+    codebook_size: int
+    upsampling_ratios: list        # applied in reverse order by the encoder
+    num_residual_layers: int
+    dilation_growth_rate: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    norm_eps: float
+    rope_theta: float
+
+    @classmethod
+    def from_hf(cls, cfg: dict | None) -> "EncoderConfig":
+        """From speech_tokenizer/config.json (a dict)."""
+        if not cfg or not isinstance(cfg.get("encoder_config"), dict):
+            raise EdgeTTSError("codec config has no encoder_config: this codec cannot encode audio")
+        e = cfg["encoder_config"]
+        # settings the Mimi encoder allows but the Qwen3-TTS codec does not use (and GGUF omits)
+        for key, want in (("use_causal_conv", True), ("pad_mode", "constant"), ("use_conv_shortcut", False),
+                          ("audio_channels", 1)):
+            if key in e and e[key] != want:
+                raise EdgeTTSError(f"codec encoder: {key}={e[key]!r} is not supported (expected {want!r})")
+        try:
+            heads = int(e["num_attention_heads"])
+            return cls(
+                sample_rate=int(cfg["input_sample_rate"]),
+                frame_samples=int(cfg["encode_downsample_rate"]),
+                num_quantizers=int(cfg["encoder_valid_num_quantizers"]),
+                num_semantic_quantizers=int(e["num_semantic_quantizers"]),
+                codebook_size=int(e["codebook_size"]),
+                upsampling_ratios=[int(r) for r in e["upsampling_ratios"]],
+                num_residual_layers=int(e["num_residual_layers"]),
+                dilation_growth_rate=int(e["dilation_growth_rate"]),
+                num_hidden_layers=int(e["num_hidden_layers"]),
+                num_attention_heads=heads,
+                num_key_value_heads=int(e.get("num_key_value_heads") or heads),
+                head_dim=int(e.get("head_dim") or int(e["hidden_size"]) // heads),
+                norm_eps=float(e["norm_eps"]),
+                rope_theta=float(e["rope_theta"]),
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise EdgeTTSError(f"codec config: missing or bad encoder setting ({err})") from None
+
+    @classmethod
+    def from_checkpoint(cls, ck) -> "EncoderConfig":
+        w = ck.codec
+        if w is not None and w.format == "gguf":
+            return cls.from_hf(_codec_config_from_gguf(w.metadata))
+        return cls.from_hf(ck.codec_config)
+
+
+def _codec_config_from_gguf(meta: dict) -> dict:
+    """speech_tokenizer/config.json dict rebuilt from the GGUF keys (the CODEC_KV rows backwards)."""
+    out: dict = {}
+    for key, _vtype, path, *_ in K.CODEC_KV:
+        if path and key in meta:
+            *parents, leaf = path.split(".")
+            d = out
+            for p in parents:
+                d = d.setdefault(p, {})
+            d[leaf] = meta[key]
+    return out
+
+
+# ------------------------------------------------------------------------------------ layers
+class _Conv:
+    """Causal conv (MimiConv1d, constant padding) with its left context carried between chunks.
+
+    k taps, stride s, dilation d; context = K - s input rows, K = d*(k-1) + 1. A strided conv
+    (k a multiple of s, d = 1) runs as a stride-1 conv of k/s taps over [rows/s, s*Cin]."""
+
+    def __init__(self, w_torch: np.ndarray, bias: np.ndarray | None, stride: int = 1, dilation: int = 1,
+                 name: str = ""):
+        self.cout, self.cin, self.k = w_torch.shape
+        self.s, self.d = int(stride), int(dilation)
+        if self.s > 1 and (self.k % self.s or self.d != 1):
+            raise EdgeTTSError(f"codec encoder: {name} has kernel {self.k}, stride {self.s}, dilation "
+                               f"{self.d}; only kernels that are a multiple of the stride are supported")
+        self.ctx = self.d * (self.k - 1) + 1 - self.s
+        self.w = kc.conv_weight(w_torch.astype(np.float32, copy=False))   # [k*Cin, Cout], tap-major
+        self.bias = None if bias is None else np.ascontiguousarray(bias, np.float32)
+
+    def state(self):
+        return np.zeros((self.ctx, self.cin), np.float32)
+
+    def buffer(self, st, n: int, last: bool):
+        """[ctx + n + right pad, Cin]: the carried context, room for n new rows (the caller fills
+        rows ctx:ctx+n), then zeros up to a multiple of the stride (only the last chunk has them)."""
+        pad = (-n) % self.s
+        if pad and not last:
+            raise EdgeTTSError("codec encoder: internal error, a chunk is not a multiple of a stride")
+        buf = np.empty((self.ctx + n + pad, self.cin), np.float32)
+        buf[: self.ctx] = st
+        buf[self.ctx + n:] = 0.0
+        return buf
+
+    def run(self, buf, st, rows):
+        """Conv over a filled buffer; stores the next left context in st. Bias added."""
+        n = buf.shape[0] - self.ctx
+        if self.ctx:
+            st[:] = buf[n:]
+        if self.k == 1:
+            y = rows.gemm(buf, self.w)
+        else:
+            if self.s == 1:
+                src, taps, dil = buf, self.k, self.d
+            else:
+                src, taps, dil = buf.reshape(-1, self.s * self.cin), self.k // self.s, 1
+            nout = src.shape[0] - dil * (taps - 1)
+            cols = np.empty((nout, self.k * self.cin), np.float32)
+            rows(kc.im2col, cols, src, taps, dil, rows=(0,), extra=dil * (taps - 1))
+            y = rows.gemm(cols, self.w)
+        if self.bias is not None:
+            y += self.bias
+        return y
+
+
+@dataclass
+class _ResBlock:
+    conv1: _Conv   # ELU, conv k (dilated), C -> C/compress
+    conv2: _Conv   # ELU, conv 1x1, back to C; output added to the block input
+
+
+class EncoderWeights:
+    """The encoder's weights laid out for the time-major kernels. Built by CodecEncoder.load."""
+
+    def __init__(self, cfg: EncoderConfig, view: GGUFView):
+        self.cfg = cfg
+        get = CodecDecoder._getter(view)
+
+        def conv(i, stride=1):
+            return _Conv(get(f"{_P}conv.{i}.weight"), get(f"{_P}conv.{i}.bias"), stride, name=f"layer {i}")
+
+        # SEANet, layer indices as MimiEncoder numbers its ModuleList
+        self.conv0 = conv(0)
+        self.stages = []
+        i = 1
+        for ratio in reversed(cfg.upsampling_ratios):
+            res = []
+            for j in range(cfg.num_residual_layers):
+                p = f"{_P}res.{i}.blk."
+                res.append(_ResBlock(
+                    _Conv(get(p + "1.weight"), get(p + "1.bias"), 1, cfg.dilation_growth_rate ** j),
+                    _Conv(get(p + "3.weight"), get(p + "3.bias"))))
+                i += 1
+            self.stages.append((res, conv(i + 1, ratio)))   # i: the ELU, i+1: the strided conv
+            i += 2
+        self.conv_out = conv(i + 1)
+        self.hidden = self.conv_out.cout
+        self.seanet_stride = int(np.prod(cfg.upsampling_ratios))
+        ch = self.conv0.cout
+        for res, down in self.stages:
+            for r in res:
+                if r.conv1.cin != ch or r.conv2.cout != ch or r.conv2.k != 1:
+                    raise EdgeTTSError(f"codec encoder: residual block shapes {r.conv1.w.shape}/"
+                                       f"{r.conv2.w.shape} do not fit {ch} channels")
+            if down.cin != ch:
+                raise EdgeTTSError(f"codec encoder: strided conv takes {down.cin} channels, got {ch}")
+            ch = down.cout
+        if self.conv_out.cin != ch or self.conv0.cin != 1:
+            raise EdgeTTSError("codec encoder: SEANet channel counts do not chain")
+
+        # transformer
+        H, Hkv, hd = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        D = self.hidden
+        self.layers = []
+        for li in range(cfg.num_hidden_layers):
+            b = f"{_P}blk.{li}."
+            wq, wk, wv = (get(b + f"attn_{x}.weight") for x in "qkv")
+            if wq.shape != (H * hd, D) or wk.shape != (Hkv * hd, D) or wv.shape != (Hkv * hd, D):
+                raise EdgeTTSError(f"codec encoder: attention weights {wq.shape}/{wk.shape} do not match "
+                                   f"{H}/{Hkv} heads x {hd} over width {D}")
+            self.layers.append(dict(
+                ln1=(get(b + "attn_norm.weight"), get(b + "attn_norm.bias")),
+                qkv=np.ascontiguousarray(np.concatenate([wq, wk, wv]).T),      # [D, (H + 2 Hkv) hd]
+                o=np.ascontiguousarray(get(b + "attn_output.weight").T),
+                ls1=get(b + "attn_scale"),
+                ln2=(get(b + "ffn_norm.weight"), get(b + "ffn_norm.bias")),
+                fc1=np.ascontiguousarray(get(b + "ffn_up.weight").T),
+                fc2=np.ascontiguousarray(get(b + "ffn_down.weight").T),
+                ls2=get(b + "ffn_scale"),
+            ))
+
+        # downsample: k = 2 * (frame_samples / seanet stride) / 2 ... as stored; stride fixed by the rates
+        ds = cfg.frame_samples // self.seanet_stride
+        if ds * self.seanet_stride != cfg.frame_samples or ds < 1:
+            raise EdgeTTSError(f"codec encoder: {cfg.frame_samples} samples per frame is not a multiple of the "
+                               f"SEANet stride {self.seanet_stride}")
+        self.down = _Conv(get(_P + "downsample.weight"), None, ds, name="downsample")
+        if (self.down.cin, self.down.cout) != (D, D):
+            raise EdgeTTSError(f"codec encoder: downsample is {self.down.cin}->{self.down.cout}, width is {D}")
+
+        # split RVQ
+        nsem = cfg.num_semantic_quantizers
+        if not 1 <= nsem <= cfg.num_quantizers:
+            raise EdgeTTSError(f"codec encoder: {nsem} semantic quantizers for {cfg.num_quantizers} codes")
+        self.groups = []
+        for g, n in (("vq_semantic", nsem), ("vq_acoustic", cfg.num_quantizers - nsem)):
+            if n == 0:
+                continue
+            name = f"{_P}{g}.input_proj.weight"
+            proj = get(name) if name in view else None    # absent when the VQ width equals the hidden size
+            if proj is not None:
+                proj = np.ascontiguousarray(proj.reshape(proj.shape[0], -1).T)   # [D, vq_dim]
+            books = []
+            for q in range(n):
+                cname = f"{_P}{g}.{q}.codebook"
+                if cname not in view:
+                    raise EdgeTTSError(f"codec encoder: codebook {cname!r} missing "
+                                       f"(encoder_valid_num_quantizers is {cfg.num_quantizers})")
+                e = np.ascontiguousarray(get(cname), np.float32)
+                vq_dim = D if proj is None else proj.shape[1]
+                if e.shape != (cfg.codebook_size, vq_dim):
+                    raise EdgeTTSError(f"codec encoder: codebook {cname} is {e.shape}, expected "
+                                       f"[{cfg.codebook_size}, {vq_dim}]")
+                books.append((e, np.einsum("ij,ij->i", e, e, dtype=np.float32)))
+            self.groups.append((proj, books))
+
+
+# ------------------------------------------------------------------------------------ encoder
+class CodecEncoder:
+    """CodecEncoder.load(checkpoint) -> encode(audio float32 [N] at sample_rate) -> int64 [frames, groups]."""
+
+    chunk_frames = 4   # codec frames of audio per SEANet step (bounded scratch memory)
+
+    def __init__(self, weights: EncoderWeights, threads: int | None = None):
+        self.weights = weights
+        self.config = cfg = weights.cfg
+        self.rows = _Rows(default_threads() if threads is None else threads)
+        self.sample_rate = cfg.sample_rate
+        self.samples_per_frame = cfg.frame_samples
+        self.num_quantizers = cfg.num_quantizers
+        self.profile: dict | None = None   # set to {} to collect seconds per stage
+
+    @classmethod
+    def load(cls, checkpoint, threads: int | None = None) -> "CodecEncoder":
+        """checkpoint: what edgetts.weights.open() returns (HF directory or the GGUF pair)."""
+        w = getattr(checkpoint, "codec", None)
+        if w is None:
+            raise EdgeTTSError(f"{getattr(checkpoint, 'root', 'checkpoint')}: no codec (speech tokenizer) "
+                               "weights found; expected speech_tokenizer/ or a qwen3-tts-tokenizer GGUF")
+        view = GGUFView(w)
+        if f"{_P}conv.0.weight" not in view:
+            raise EdgeTTSError(f"{w.path}: the codec has no encoder weights (encoder.* / tok_enc.*); "
+                               "it can decode but not encode reference audio")
+        return cls(EncoderWeights(EncoderConfig.from_checkpoint(checkpoint), view), threads)
+
+    def frames(self, n_samples: int) -> int:
+        return -(-int(n_samples) // self.samples_per_frame)
+
+    def encode(self, audio) -> np.ndarray:
+        """audio: mono float [N] at self.sample_rate (no gain normalisation) -> int64
+        [ceil(N / samples_per_frame), num_quantizers], ordered [semantic, acoustic...]."""
+        x = np.asarray(audio)
+        if x.ndim != 1:
+            raise EdgeTTSError(f"codec encoder: audio must be mono [samples], got shape {x.shape}")
+        if x.size == 0:
+            raise EdgeTTSError("codec encoder: the audio is empty")
+        if not np.issubdtype(x.dtype, np.floating):
+            raise EdgeTTSError(f"codec encoder: audio must be floating point, got {x.dtype}")
+        x = np.ascontiguousarray(x, np.float32)
+        if not np.isfinite(x).all():
+            raise EdgeTTSError("codec encoder: the audio contains NaN or infinite samples")
+        prev = kc.blas_threads(1)
+        try:
+            t0 = self._tick(None, 0.0)
+            h = self._seanet(x)
+            t0 = self._tick("seanet", t0)
+            h = self._transformer(h)
+            t0 = self._tick("transformer", t0)
+            h = self._downsample(h)
+            t0 = self._tick("downsample", t0)
+            codes = self._quantize(h)
+            self._tick("rvq", t0)
+        finally:
+            kc.blas_threads(prev)
+        return codes[: self.frames(x.size)]
+
+    def _tick(self, stage, t0):
+        if self.profile is None:
+            return 0.0
+        import time
+        t = time.perf_counter()
+        if stage is not None:
+            self.profile[stage] = self.profile.get(stage, 0.0) + (t - t0)
+        return t
+
+    # -- 1. SEANet, in chunks with carried conv context
+    def _seanet(self, audio: np.ndarray) -> np.ndarray:
+        W, rows = self.weights, self.rows
+        st0 = W.conv0.state()
+        sts = [([(r.conv1.state(), r.conv2.state()) for r in res], down.state()) for res, down in W.stages]
+        st_out = W.conv_out.state()
+        step = self.chunk_frames * self.samples_per_frame   # a multiple of every stride
+        N = audio.size
+        out = np.empty((-(-N // W.seanet_stride), W.hidden), np.float32)
+        o = 0
+        for a in range(0, N, step):
+            b = min(N, a + step)
+            last = b == N
+            c = W.conv0
+            buf = c.buffer(st0, b - a, last)
+            buf[c.ctx: c.ctx + b - a, 0] = audio[a:b]
+            h = c.run(buf, st0, rows)
+            for (res, down), (rst, dst) in zip(W.stages, sts):
+                for r, (s1, s2) in zip(res, rst):
+                    self._resblock(r, s1, h, last)
+                h = self._elu_conv(down, dst, h, last)
+            h = self._elu_conv(W.conv_out, st_out, h, last)
+            out[o: o + h.shape[0]] = h
+            o += h.shape[0]
+        assert o == out.shape[0]
+        return out
+
+    def _elu_conv(self, c: _Conv, st, x, last):
+        n = x.shape[0]
+        buf = c.buffer(st, n, last)
+        self.rows(ko.elu, x, buf[c.ctx: c.ctx + n], rows=(0,))
+        return c.run(buf, st, self.rows)
+
+    def _resblock(self, r: _ResBlock, st1, x, last):
+        """x += conv2(ELU(conv1(ELU(x)))) in place."""
+        h = self._elu_conv(r.conv1, st1, x, last)
+        self.rows(ko.elu, h, h, rows=(0,))
+        z = self.rows.gemm(h, r.conv2.w)
+        self.rows(ks.residual_add, x, z, r.conv2.bias, rows=(0,))
+
+    # -- 2. transformer (whole sequence, full causal attention)
+    def _transformer(self, h: np.ndarray) -> np.ndarray:
+        W, cfg, rows = self.weights, self.config, self.rows
+        T, D = h.shape
+        H, Hkv, hd = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        eps = np.float32(cfg.norm_eps)
+        zero = np.zeros(D, np.float32)
+        cos, sin = ka.rope_cos_sin(np.arange(T), hd, cfg.rope_theta)
+        scale = np.float32(hd ** -0.5)
+        a = np.empty_like(h)
+        att = np.empty((T, H, hd), np.float32)
+        scores = np.empty((H, T, T), np.float32)
+        group = H // Hkv
+        for L in W.layers:
+            rows(ks.layer_norm, h, L["ln1"][0], L["ln1"][1], eps, a, rows=(3,))
+            qkv = rows.gemm(a, L["qkv"])
+            q = np.ascontiguousarray(qkv[:, : H * hd]).reshape(T, H, hd)
+            k = np.ascontiguousarray(qkv[:, H * hd: (H + Hkv) * hd]).reshape(T, Hkv, hd)
+            v = qkv[:, (H + Hkv) * hd:].reshape(T, Hkv, hd)
+            ka.rope_rotate(q, cos, sin)
+            ka.rope_rotate(k, cos, sin)
+
+            def heads(h0, h1):
+                for hh in range(h0, h1):
+                    kh = hh // group
+                    np.matmul(q[:, hh], k[:, kh].T, out=scores[hh])
+                    ko.causal_softmax(scores[hh: hh + 1], scale)
+                    np.matmul(scores[hh], v[:, kh], out=att[:, hh])
+            rows.par(heads, H) if T * T * H >= rows.MIN_ELEMS else heads(0, H)
+            o = rows.gemm(att.reshape(T, H * hd), L["o"])
+            rows(ks.scale_residual, h, o, zero, L["ls1"], rows=(0,))
+            rows(ks.layer_norm, h, L["ln2"][0], L["ln2"][1], eps, a, rows=(3,))
+            f = rows.gemm(a, L["fc1"])
+            rows(ks.gelu_erf, f, np.zeros(f.shape[1], np.float32))
+            m = rows.gemm(f, L["fc2"])
+            rows(ks.scale_residual, h, m, zero, L["ls2"], rows=(0,))
+        return h
+
+    # -- 3. downsample: replicate padding (first frame on the left, last frame on the right)
+    def _downsample(self, h: np.ndarray) -> np.ndarray:
+        c = self.weights.down
+        T = h.shape[0]
+        buf = c.buffer(np.broadcast_to(h[:1], (c.ctx, h.shape[1])), T, last=True)
+        buf[c.ctx: c.ctx + T] = h
+        buf[c.ctx + T:] = h[-1]
+        return c.run(buf, c.state(), self.rows)
+
+    # -- 4. split RVQ
+    def _quantize(self, x: np.ndarray) -> np.ndarray:
+        T = x.shape[0]
+        codes = np.empty((T, self.num_quantizers), np.int64)
+        q = 0
+        for proj, books in self.weights.groups:
+            r = x if proj is None else self.rows.gemm(x, proj)
+            if proj is None:
+                r = r.copy()
+            for i, (e, e2) in enumerate(books):
+                # argmin_i ||r - e_i||^2 = argmin_i (||e_i||^2 - 2 r.e_i): first index on ties
+                d = kc.matmul(r, e.T)
+                d *= np.float32(-2.0)
+                d += e2
+                c = np.argmin(d, axis=1)
+                codes[:, q] = c
+                q += 1
+                if i + 1 < len(books):
+                    r -= e[c]
+        return codes

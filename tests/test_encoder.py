@@ -1,0 +1,199 @@
+"""Codec encoder (Mimi-style, spec/codec.md §5) against the official qwen-tts encode():
+reference codes identical on every fixture that has encoder goldens, from safetensors and from
+the GGUF pair `edgetts quantize` writes; chunking invisible in the result; kernels against numpy
+twins; bad input and encoder-less checkpoints give one-line errors."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+import edgetts.weights as W
+from edgetts.cli import main
+from edgetts.errors import EdgeTTSError
+from edgetts.kernels import encoder_ops as ko
+from edgetts.models.encoder import CodecEncoder
+from test_quantize import _bf16_safetensors
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TINY = FIXTURES / "tiny"
+RNG = np.random.default_rng(5)
+
+
+def _encoder_goldens():
+    """(fixture dir, audio key, codes key) for every fixture whose golden.npz has encoder cases:
+    `<x>_audio` arrays with a matching `<x>_codes` made by the official speech_tokenizer.encode."""
+    out = []
+    for d in sorted(p for p in FIXTURES.iterdir() if (p / "golden.npz").is_file()):
+        if (d / "speech_tokenizer").resolve().parent != d.resolve():
+            continue   # a symlinked codec: the owner dir's goldens cover it
+        keys = set(np.load(d / "golden.npz").files)
+        for k in sorted(keys):
+            if k.endswith("_audio") and k[: -len("audio")] + "codes" in keys:
+                out.append((d.name, k, k[: -len("audio")] + "codes"))
+    return out
+
+
+GOLDENS = _encoder_goldens()
+
+
+@pytest.fixture(scope="module")
+def tiny_golden():
+    if not (TINY / "golden.npz").is_file():
+        pytest.skip("tiny fixture missing")
+    return dict(np.load(TINY / "golden.npz"))
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder():
+    return CodecEncoder.load(W.open(TINY))
+
+
+def test_goldens_found():
+    assert ("tiny", "e_audio", "e_codes") in GOLDENS
+
+
+@pytest.mark.parametrize("fixture,akey,ckey", GOLDENS)
+def test_codes_match_official(fixture, akey, ckey):
+    g = np.load(FIXTURES / fixture / "golden.npz")
+    audio, ref = g[akey], g[ckey]
+    enc = CodecEncoder.load(W.open(FIXTURES / fixture))
+    codes = enc.encode(audio)
+    assert codes.dtype == np.int64
+    assert codes.shape == (math.ceil(audio.size / enc.samples_per_frame), enc.num_quantizers) == ref.shape
+    np.testing.assert_array_equal(codes, ref)
+
+
+def test_config_from_checkpoint(tiny_encoder):
+    cc = json.loads((TINY / "speech_tokenizer" / "config.json").read_text())
+    cfg = tiny_encoder.config
+    assert tiny_encoder.num_quantizers == cc["encoder_valid_num_quantizers"]
+    assert tiny_encoder.samples_per_frame == cc["encode_downsample_rate"]
+    assert tiny_encoder.sample_rate == cc["input_sample_rate"]
+    assert cfg.num_hidden_layers == cc["encoder_config"]["num_hidden_layers"]
+    assert cfg.upsampling_ratios == cc["encoder_config"]["upsampling_ratios"]
+
+
+@pytest.mark.parametrize("n", [1, 1919, 1920, 1921, 24000 + 777])
+def test_chunking_is_invisible(tiny_encoder, n):
+    """The SEANet runs in chunks with carried conv context: any chunk size gives the same codes
+    and (to float32 reduction noise) the same latents; frames = ceil(N / samples_per_frame)."""
+    audio = (0.3 * RNG.standard_normal(n)).astype(np.float32)
+    enc = CodecEncoder(tiny_encoder.weights, threads=1)
+    spf = enc.samples_per_frame
+    res = []
+    for cf in (1, 3, 1000):
+        enc.chunk_frames = cf
+        res.append((enc.encode(audio), enc._seanet(audio)))
+    for codes, lat in res[1:]:
+        np.testing.assert_array_equal(codes, res[0][0])
+        assert np.abs(lat - res[0][1]).max() <= 1e-5 * max(1.0, np.abs(res[0][1]).max())
+    assert res[0][0].shape == (-(-n // spf), enc.num_quantizers)
+
+
+def test_threads_do_not_change_codes(tiny_encoder, tiny_golden):
+    audio = tiny_golden["e_audio"]
+    for t in (1, 2, 3):
+        np.testing.assert_array_equal(CodecEncoder(tiny_encoder.weights, threads=t).encode(audio),
+                                      tiny_golden["e_codes"])
+
+
+# ---------------------------------------------------------------------------- GGUF pair
+@pytest.mark.parametrize("qtype", ["f32", "f16"])
+def test_gguf_pair_gives_same_codes(tmp_path, qtype, tiny_golden):
+    """`edgetts quantize` keeps the encoder (convs F32/F16, codebooks F32): same codes."""
+    assert main(["quantize", str(TINY), "--qtype", qtype, "-o", str(tmp_path)]) == 0
+    ck = W.open(tmp_path)
+    assert ck.codec.format == "gguf"
+    types = {ck.codec[n].dtype for n in ck.codec.names() if n.startswith("tok_enc.conv.")}
+    assert types == ({"F32"} if qtype == "f32" else {"F16", "F32"})   # weights F16, biases F32
+    enc = CodecEncoder.load(ck)
+    np.testing.assert_array_equal(enc.encode(tiny_golden["e_audio"]), tiny_golden["e_codes"])
+
+
+def _codec_copy(tmp_path: Path, convert) -> Path:
+    """A codec-only checkpoint dir whose speech_tokenizer tensors went through `convert`."""
+    d = tmp_path / "ck"
+    (d / "speech_tokenizer").mkdir(parents=True)
+    shutil.copy(TINY / "config.json", d / "config.json")
+    shutil.copy(TINY / "speech_tokenizer" / "config.json", d / "speech_tokenizer" / "config.json")
+    t = load_file(str(TINY / "speech_tokenizer" / "model.safetensors"))
+    save_file({k: convert(k, v) for k, v in t.items()}, str(d / "speech_tokenizer" / "model.safetensors"))
+    return d
+
+
+def test_bf16_storage_equals_its_f32_values(tmp_path, tiny_golden):
+    """A codec stored in BF16 gives exactly what float32 files holding the same values give."""
+    def trunc(k, v):   # the values BF16 can hold (what _bf16_safetensors writes: truncation)
+        return ((v.astype(np.float32).view(np.uint32) >> 16) << 16).view(np.float32)
+
+    d32 = _codec_copy(tmp_path / "a", trunc)
+    d16 = _codec_copy(tmp_path / "b", lambda k, v: v)
+    st = d16 / "speech_tokenizer" / "model.safetensors"
+    _bf16_safetensors(st, load_file(str(st)))
+    assert W.open(d16).codec["encoder.encoder.layers.0.conv.weight"].dtype == "BF16"
+    audio = tiny_golden["e_audio"]
+    e32, e16 = CodecEncoder.load(W.open(d32)), CodecEncoder.load(W.open(d16))
+    np.testing.assert_array_equal(e16._seanet(audio), e32._seanet(audio))
+    np.testing.assert_array_equal(e16.encode(audio), e32.encode(audio))
+
+
+# ---------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("audio,msg", [
+    (np.zeros(0, np.float32), "empty"),
+    (np.zeros((100, 2), np.float32), "mono"),
+    (np.array([0.0, np.nan, 0.1], np.float32), "NaN"),
+    (np.array([0.0, np.inf], np.float32), "NaN or infinite"),
+    (np.arange(10), "floating point"),
+])
+def test_bad_audio(tiny_encoder, audio, msg):
+    with pytest.raises(EdgeTTSError, match=msg):
+        tiny_encoder.encode(audio)
+
+
+def test_codec_without_encoder(tmp_path):
+    d = _codec_copy(tmp_path, lambda k, v: v)
+    t = load_file(str(d / "speech_tokenizer" / "model.safetensors"))
+    save_file({k: v for k, v in t.items() if not k.startswith("encoder.")},
+              str(d / "speech_tokenizer" / "model.safetensors"))
+    with pytest.raises(EdgeTTSError, match="no encoder weights"):
+        CodecEncoder.load(W.open(d))
+
+
+def test_missing_encoder_config(tmp_path):
+    d = _codec_copy(tmp_path, lambda k, v: v)
+    cfg = json.loads((d / "speech_tokenizer" / "config.json").read_text())
+    del cfg["encoder_config"]
+    (d / "speech_tokenizer" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(EdgeTTSError, match="no encoder_config"):
+        CodecEncoder.load(W.open(d))
+
+
+# ---------------------------------------------------------------------------- kernels vs numpy twins
+def test_elu_twin():
+    x = (3 * RNG.standard_normal((37, 5))).astype(np.float32)
+    ref = np.where(x > 0, x, np.expm1(x.astype(np.float64))).astype(np.float32)
+    out = np.empty_like(x)
+    ko.elu(x, out)
+    assert np.abs(out - ref).max() <= 1e-7
+    ko.elu(x, x)   # in place
+    np.testing.assert_array_equal(x, out)
+
+
+@pytest.mark.parametrize("H,T", [(1, 1), (3, 7), (2, 40)])
+def test_causal_softmax_twin(H, T):
+    s = (4 * RNG.standard_normal((H, T, T))).astype(np.float32)
+    scale = np.float32(0.125)
+    z = s.astype(np.float64) * scale
+    z[:, np.triu_indices(T, 1)[0], np.triu_indices(T, 1)[1]] = -np.inf
+    ref = np.exp(z - z.max(-1, keepdims=True))
+    ref /= ref.sum(-1, keepdims=True)
+    got = s.copy()
+    ko.causal_softmax(got, scale)
+    assert np.abs(got - ref).max() < 1e-6
+    assert (got[:, np.triu_indices(T, 1)[0], np.triu_indices(T, 1)[1]] == 0).all()
