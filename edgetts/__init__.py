@@ -26,7 +26,8 @@ except _metadata.PackageNotFoundError:  # a source tree that was never installed
 
 # The API is imported on first use, so that `import edgetts.weights` (quantize/, tools) does not
 # load the whole engine.
-_API = {"load": "tts", "TTS": "tts", "Result": "tts", "batch": "batching", "BatchOptions": "batching"}
+_API = {"load": "tts", "TTS": "tts", "Result": "tts", "batch": "batching", "BatchOptions": "batching",
+        "Voice": "voice"}
 __all__ = [*_API, "__version__"]
 
 

@@ -167,7 +167,7 @@ class AudioStream:
                         if value > 0 and self.join_samples:
                             silence += self.join_samples
                             yield np.zeros(self.join_samples, np.float32)
-                        codec = self.tts.codec_stream()
+                        codec = self.tts.codec_stream(self.kw.get("ref_codes"))  # Base ICL: warm
                         self.chunk_frames.append(0)
                     else:
                         codes = np.asarray(item)

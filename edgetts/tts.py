@@ -3,6 +3,10 @@
     tts = edgetts.load("Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice")
     res = tts.generate("Hello.", speaker="ryan", language="english")
     res.audio  # float32 at tts.sample_rate (None if the checkpoint has no codec)
+
+    base = edgetts.load("Qwen/Qwen3-TTS-12Hz-0.6B-Base")
+    voice = base.clone_voice("ref.wav", ref_text="What ref.wav says.")   # edgetts.Voice
+    base.generate("Hello.", voice=voice)
 """
 from __future__ import annotations
 
@@ -25,6 +29,9 @@ from .models.predictor import Predictor
 from .models.talker import Talker
 from .pipeline import Limits, Sampling, Stats, build_prompt, frame_limits, generate_frames
 from .text.tokenizer import TextTokenizer
+
+# Reference frames a streaming decoder is warmed with (the official chunked decode's left context).
+CONTEXT_FRAMES = 25
 
 
 @dataclass
@@ -80,6 +87,7 @@ class TTS:
         t = cfg.talker
         self.cache = KVCache(t.n_layers, t.n_kv_heads, t.head_dim, 512)
         self.last_stats: Stats | None = None
+        self._speaker_encoder = self._codec_encoder = self._fingerprint = None
 
     def _resolve_text_ids(self) -> None:
         """Fill in the template ids no config holds ("user", "\\n"; and "assistant" for a GGUF
@@ -153,8 +161,15 @@ class TTS:
     def decode(self, codes: np.ndarray) -> np.ndarray:
         return self.codec.decode(np.asarray(codes, np.int64))
 
-    def codec_stream(self):
-        return self.codec.stream()
+    def codec_stream(self, context=None):
+        """An incremental decoder; `context` (reference codes [F, groups], Base ICL) is decoded
+        first and its audio dropped, so the first frames continue the reference as upstream's
+        decode of concat(ref, generated) does (its chunked decode keeps CONTEXT_FRAMES of left
+        context; so do we)."""
+        s = self.codec.stream()
+        if context is not None and len(context):
+            s.push(np.asarray(context, np.int64)[-CONTEXT_FRAMES:])
+        return s
 
     def stream(self, text, **kw):
         """float32 audio chunks while generating; same arguments as generate().
@@ -163,7 +178,106 @@ class TTS:
         thread (edgetts.streaming.AudioStream); its `.timings` are filled once exhausted.
         """
         from .streaming import stream
-        return stream(self, text, **kw)
+        return stream(self, text, **self._voice_kw(kw))
+
+    # -- voice cloning (Base models) --------------------------------------------------------------
+    @property
+    def speaker_encoder(self):
+        """The ECAPA-TDNN x-vector extractor of a Base checkpoint (loaded on first use)."""
+        if self._speaker_encoder is None:
+            self._need_base("cloning a voice")
+            from .models.speaker import SpeakerEncoder
+            self._speaker_encoder = SpeakerEncoder.load(self.checkpoint)
+        return self._speaker_encoder
+
+    @property
+    def codec_encoder(self):
+        """The codec's encoder (audio -> reference codes; loaded on first use)."""
+        if self._codec_encoder is None:
+            if self.checkpoint.codec is None:
+                raise EdgeTTSError(f"{self.checkpoint.root}: this checkpoint has no speech tokenizer (codec); "
+                                   "reference codes need its encoder")
+            from .models.encoder import CodecEncoder
+            self._codec_encoder = CodecEncoder.load(self.checkpoint, self.threads)
+        return self._codec_encoder
+
+    @property
+    def input_sample_rate(self) -> int:
+        """Sample rate the codec encoder takes (reference audio is resampled to it)."""
+        ck = self.checkpoint
+        if ck.codec_config and ck.codec_config.get("input_sample_rate"):
+            return int(ck.codec_config["input_sample_rate"])
+        if ck.codec is not None:
+            sr = ck.codec.metadata.get("qwen3-tts-tokenizer.input_sample_rate")
+            if sr:
+                return int(sr)
+        return self.sample_rate
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            from .voice import model_fingerprint
+            self._fingerprint = model_fingerprint(self)
+        return self._fingerprint
+
+    def _need_base(self, what: str) -> None:
+        if self.model_type != "base":
+            raise EdgeTTSError(f"{what} needs a Base model (e.g. Qwen/Qwen3-TTS-12Hz-0.6B-Base); "
+                               f"this one is {self.model_type}")
+
+    def _reference(self, audio, sample_rate):
+        from .voice import reference_audio
+        enc = self.speaker_encoder
+        return reference_audio(audio, sample_rate, min_seconds=enc.cfg.min_samples / enc.sample_rate)
+
+    def speaker_embedding(self, audio, sample_rate=None) -> np.ndarray:
+        """x-vector float32 [enc_dim] of reference audio (array at `sample_rate`, or a file path)."""
+        from .voice import resample
+        y, sr = self._reference(audio, sample_rate)
+        enc = self.speaker_encoder
+        return enc.embed(resample(y, sr, enc.sample_rate))
+
+    def encode(self, audio, sample_rate=None) -> np.ndarray:
+        """Reference codes int64 [frames, groups] of audio (array at `sample_rate`, or a path)."""
+        from .voice import reference_audio, resample
+        y, sr = reference_audio(audio, sample_rate)
+        return np.asarray(self.codec_encoder.encode(resample(y, sr, self.input_sample_rate)), np.int64)
+
+    def clone_voice(self, audio, sample_rate=None, ref_text=None):
+        """A Voice from reference audio (array at `sample_rate`, or a path soundfile reads).
+
+        Without ref_text: x-vector only. With ref_text (the words spoken in the reference, a str
+        or token ids): x-vector + reference codes + transcript ids (in-context cloning)."""
+        from .voice import Voice, resample, voice_model_info
+        self._need_base("clone_voice")
+        y, sr = self._reference(audio, sample_rate)
+        enc = self.speaker_encoder
+        xvec = enc.embed(resample(y, sr, enc.sample_rate))
+        codes = ids = text = None
+        if ref_text is not None and not (isinstance(ref_text, str) and not ref_text.strip()):
+            ids = np.asarray(self.ref_text_ids(ref_text), np.int64)
+            if ids.size == 0:
+                raise EdgeTTSError("ref_text is empty")
+            codes = np.asarray(self.codec_encoder.encode(resample(y, sr, self.input_sample_rate)), np.int64)
+            text = ref_text if isinstance(ref_text, str) else None
+        return Voice(speaker_embedding=xvec, ref_codes=codes, ref_text_ids=ids, ref_text=text,
+                     model=voice_model_info(self))
+
+    def _voice_kw(self, kw: dict) -> dict:
+        """generate/frames/stream keyword arguments with voice= turned into what it holds."""
+        voice = kw.pop("voice", None)
+        if voice is None:
+            return kw
+        from .voice import Voice
+        if isinstance(voice, (str, Path)):
+            voice = Voice.load(voice)
+        if not isinstance(voice, Voice):
+            raise EdgeTTSError(f"voice= takes an edgetts.Voice or a voice file path, not {type(voice).__name__}")
+        clash = [k for k in ("speaker", "speaker_embedding", "ref_codes", "ref_text") if kw.get(k) is not None]
+        if clash:
+            raise EdgeTTSError(f"voice= already sets the speaker; drop {', '.join(clash)}=")
+        voice.check_model(self)
+        return {**kw, **voice.generate_kwargs()}
 
     # -- input handling --------------------------------------------------------------------------
     def _encode(self, what: str, s: str) -> list[int]:
@@ -251,9 +365,9 @@ class TTS:
                 raise EdgeTTSError("voice_design models take no speaker; describe the voice with instruct=")
         elif mt == "base":
             if speaker is not None:
-                raise EdgeTTSError("a Base model has no named speakers; pass speaker_embedding= (an x-vector)")
+                raise EdgeTTSError("a Base model has no named speakers; pass voice= (see clone_voice)")
             if speaker_embedding is None:
-                raise EdgeTTSError("a Base model needs speaker_embedding= (the reference speaker's x-vector)")
+                raise EdgeTTSError("a Base model needs a voice: voice= (see clone_voice) or speaker_embedding=")
             if ref_codes is not None and ref_text is None:
                 raise EdgeTTSError("voice cloning with ref_codes needs ref_text= (the reference transcript)")
             if instruct is not None:
@@ -291,11 +405,16 @@ class TTS:
     def frames(self, text, *, speaker=None, language="auto", instruct=None, speaker_embedding=None,
                non_streaming_mode=None, greedy=False, seed=None, temperature=None, top_k=None,
                top_p=None, repetition_penalty=None, max_frames=None, min_frames=None,
-               ref_codes=None, ref_text=None, stats: Stats | None = None):
+               ref_codes=None, ref_text=None, voice=None, stats: Stats | None = None):
         """Generator of each frame's codes (int64 [groups]) as soon as it is produced.
 
-        Base models: speaker_embedding= (x-vector) alone, or with ref_codes= [F, groups] and
-        ref_text= (the reference audio's codes and transcript) for in-context cloning (§4.4)."""
+        Base models: voice= (an edgetts.Voice from clone_voice / Voice.load), or speaker_embedding=
+        (x-vector) alone, or with ref_codes= [F, groups] and ref_text= (the reference audio's codes
+        and transcript) for in-context cloning (§4.4)."""
+        if voice is not None:
+            v = self._voice_kw(dict(voice=voice, speaker=speaker, speaker_embedding=speaker_embedding,
+                                    ref_codes=ref_codes, ref_text=ref_text))
+            speaker_embedding, ref_codes, ref_text = v["speaker_embedding"], v.get("ref_codes"), v.get("ref_text")
         prompt = self._resolve(text, speaker, language, instruct, speaker_embedding, non_streaming_mode,
                                ref_codes, ref_text)
         s = self._sampling(greedy, temperature, top_k, top_p, repetition_penalty)
@@ -315,6 +434,7 @@ class TTS:
     def generate(self, text, **kw) -> Result:
         t0 = time.perf_counter()
         stats = kw.pop("stats", None) or Stats()
+        kw = self._voice_kw(kw)
         frames = list(self.frames(text, stats=stats, **kw))
         G = self.cfg.num_code_groups
         codes = np.stack(frames).astype(np.int64) if frames else np.zeros((0, G), np.int64)
