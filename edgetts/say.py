@@ -5,6 +5,8 @@
     edgetts say -o hello.wav "Hello."                    # .wav / .flac / .ogg by extension
     edgetts say --output-raw "Hi" | aplay -r 24000 -f S16_LE -c 1 -t raw -
     edgetts say -m ./Qwen3-TTS-12Hz-0.6B-CustomVoice --speaker ryan --language english "Hi"
+    edgetts say --voice me.safetensors "Hi"              # a cloned voice (edgetts clone), Base model
+    edgetts say --ref-audio me.wav --ref-text "What me.wav says." "Hi"   # one-shot cloning
 
 -m takes a local checkpoint folder, a GGUF file/folder, or a Hugging Face id (downloaded once and
 converted to GGUF --qtype on first use; see edgetts.hub).
@@ -24,14 +26,16 @@ from .models.codec_precision import PRECISIONS
 def add_parser(subparsers) -> argparse.ArgumentParser:
     from quantize.plan import QTYPES
 
+    from .clone import BASE_MODEL, add_ref_text_args
     from .hub import DEFAULT_MODEL
     from .streaming import JOIN_SILENCE
 
     p = subparsers.add_parser("say", help="speak text (plays it, or writes a file / raw PCM)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("text", nargs="*", metavar="TEXT", help="text to speak (default: stdin, line by line)")
-    p.add_argument("-m", "--model", default=DEFAULT_MODEL,
-                   help=f"checkpoint folder, GGUF file/folder, or hub id (default: {DEFAULT_MODEL})")
+    p.add_argument("-m", "--model",
+                   help=f"checkpoint folder, GGUF file/folder, or hub id (default: {DEFAULT_MODEL}; "
+                        f"with --voice / --ref-audio: {BASE_MODEL})")
     p.add_argument("--qtype", default="q8_0", type=str.lower, choices=QTYPES,
                    help="weight type when a hub model is converted on first use (default: q8_0)")
     p.add_argument("-o", "--output-file", "--output_file", metavar="PATH",
@@ -42,6 +46,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--language", default="auto", help="language name, or auto (default)")
     p.add_argument("--instruct", help="style instruction (VoiceDesign and 1.7B CustomVoice models)")
     p.add_argument("--list-speakers", action="store_true", help="print the model's speakers and exit")
+    v = p.add_mutually_exclusive_group()
+    v.add_argument("--voice", metavar="VOICE.safetensors", help="speak in a cloned voice (see edgetts clone)")
+    v.add_argument("--ref-audio", metavar="REF.wav",
+                   help="clone the voice of this recording for this run (Base models)")
+    add_ref_text_args(p)
     p.add_argument("--seed", type=int, help="random seed (reproducible output)")
     p.add_argument("--greedy", action="store_true", help="deterministic decoding, no sampling")
     p.add_argument("--temperature", type=float)
@@ -98,6 +107,45 @@ def _load(args):
     return load(path, threads=args.threads, codec_precision=args.codec_precision)
 
 
+def _cloning_args(args):
+    """Check --voice / --ref-audio / --ref-text* before the model load; returns (Voice or None, transcript)."""
+    from .clone import BASE_MODEL, ref_text
+
+    cloning = bool(args.voice or args.ref_audio)
+    if args.model is None:
+        from .hub import DEFAULT_MODEL
+        args.model = BASE_MODEL if cloning else DEFAULT_MODEL
+    text = ref_text(args)
+    if text is not None and not args.ref_audio:
+        raise EdgeTTSError("--ref-text / --ref-text-file go with --ref-audio (a voice file has its transcript)")
+    if cloning and args.speaker is not None:
+        raise EdgeTTSError("--speaker names a built-in voice; drop it when cloning (--voice / --ref-audio)")
+    voice = None
+    if args.voice:
+        from .voice import Voice
+        voice = Voice.load(args.voice)
+    elif args.ref_audio:
+        import warnings as _w
+        from .voice import read_audio, reference_audio
+        with _w.catch_warnings():
+            _w.simplefilter("ignore")          # the trim warning comes once, from clone_voice
+            reference_audio(*read_audio(args.ref_audio))
+    return voice, text
+
+
+def _clone(tts, args, voice, text):
+    """The Voice to speak with: the loaded file (checked against the model) or a fresh clone."""
+    if voice is not None:
+        voice.check_model(tts)
+        return voice
+    if args.ref_audio:
+        return tts.clone_voice(args.ref_audio, ref_text=text)
+    if tts.model_type == "base":
+        raise EdgeTTSError("a Base model speaks in a cloned voice: give --voice VOICE.safetensors "
+                           "(see edgetts clone) or --ref-audio REF.wav")
+    return None
+
+
 def _check_voice(tts, args) -> None:
     if args.language and args.language.lower() not in [l.lower() for l in tts.languages]:
         raise EdgeTTSError(f"unknown language {args.language!r}; choose one of: {', '.join(tts.languages)}")
@@ -133,6 +181,7 @@ def run(args) -> int:
         raise EdgeTTSError("--output-raw writes binary audio; pipe it, e.g. | aplay -r 24000 -f S16_LE -c 1 -t raw -")
     if args.sentence_silence < 0:
         raise EdgeTTSError("--sentence-silence must be >= 0")
+    voice, ref_text = _cloning_args(args)
     texts = None if args.list_speakers else _texts(args)
     if texts is not None and (args.text or sys.stdin is None or not sys.stdin.isatty()):
         import itertools                      # fail on empty input before the model load
@@ -150,6 +199,9 @@ def run(args) -> int:
         return 0
     _check_voice(tts, args)
     kw = _options(args)
+    voice = _clone(tts, args, voice, ref_text)
+    if voice is not None:
+        kw["voice"] = voice
 
     sinks = []
     player = None
