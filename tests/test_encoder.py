@@ -177,10 +177,16 @@ def test_missing_encoder_config(tmp_path):
 # ---------------------------------------------------------------------------- kernels vs numpy twins
 def test_elu_twin():
     x = (3 * RNG.standard_normal((37, 5))).astype(np.float32)
-    ref = np.where(x > 0, x, np.expm1(x.astype(np.float64))).astype(np.float32)
+    # the whole float32 range that matters: tiny to huge negatives (-1 below ~-17), zero, positives
+    sweep = np.concatenate([-np.logspace(-30, 2, 4000), np.linspace(-25, 3, 4001)]).astype(np.float32)
+    for v in (x, sweep.reshape(-1, 7)):
+        ref = np.where(v > 0, v, np.expm1(v.astype(np.float64)))
+        out = np.empty_like(v)
+        ko.elu(v, out)
+        tol = 1.5e-7 * np.maximum(np.abs(ref), 1e-30)
+        assert (np.abs(out - ref) <= tol).all()
     out = np.empty_like(x)
     ko.elu(x, out)
-    assert np.abs(out - ref).max() <= 1e-7
     ko.elu(x, x)   # in place
     np.testing.assert_array_equal(x, out)
 

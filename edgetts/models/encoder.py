@@ -146,22 +146,45 @@ class _Conv:
         buf[self.ctx + n:] = 0.0
         return buf
 
+    # im2col tiles: narrow convs in L2-sized tiles, wide ones (weights > SMALL_W floats) in tiles of
+    # up to 8 MB so that each GEMM call (which re-packs the weights) has enough rows
+    TILE_FLOATS = 1 << 18
+    SMALL_W = 1 << 17
+    WIDE_TILE_FLOATS = 1 << 21
+
     def run(self, buf, st, rows):
         """Conv over a filled buffer; stores the next left context in st. Bias added."""
         n = buf.shape[0] - self.ctx
         if self.ctx:
             st[:] = buf[n:]
-        if self.k == 1:
-            y = rows.gemm(buf, self.w)
+        if self.s == 1:
+            src, taps, dil = buf, self.k, self.d
         else:
-            if self.s == 1:
-                src, taps, dil = buf, self.k, self.d
-            else:
-                src, taps, dil = buf.reshape(-1, self.s * self.cin), self.k // self.s, 1
-            nout = src.shape[0] - dil * (taps - 1)
-            cols = np.empty((nout, self.k * self.cin), np.float32)
-            rows(kc.im2col, cols, src, taps, dil, rows=(0,), extra=dil * (taps - 1))
-            y = rows.gemm(cols, self.w)
+            src, taps, dil = buf.reshape(-1, self.s * self.cin), self.k // self.s, 1
+        span = dil * (taps - 1)
+        nout = src.shape[0] - span
+        if taps == 1:
+            y = rows.gemm(src, self.w)
+        else:
+            y = np.empty((nout, self.cout), np.float32)
+            Kc = self.k * self.cin
+            tile = max(16, (self.TILE_FLOATS if Kc * self.cout <= self.SMALL_W else self.WIDE_TILE_FLOATS) // Kc)
+
+            def part(r0, r1):
+                cols = np.empty((min(tile, r1 - r0), Kc), np.float32)
+                for t0 in range(r0, r1, tile):
+                    t1 = min(r1, t0 + tile)
+                    cc = cols[: t1 - t0]
+                    kc.im2col(cc, src[t0: t1 + span], taps, dil)
+                    kc.matmul(cc, self.w, y[t0:t1])
+            if rows.pool is None or nout * Kc * self.cout < rows.MIN_GEMM:
+                part(0, nout)
+            elif nout >= 64 * rows.threads:
+                rows.par(part, nout)          # each thread: its own rows, im2col + GEMM
+            else:                             # few rows: one im2col, GEMM split by columns
+                cols = np.empty((nout, Kc), np.float32)
+                kc.im2col(cols, src, taps, dil)
+                rows.gemm(cols, self.w, y)
         if self.bias is not None:
             y += self.bias
         return y
@@ -337,32 +360,57 @@ class CodecEncoder:
             self.profile[stage] = self.profile.get(stage, 0.0) + (t - t0)
         return t
 
-    # -- 1. SEANet, in chunks with carried conv context
+    # -- 1. SEANet: the high-rate layers in chunks with carried conv context, the rest in one go
+    MIN_CHUNK_ROWS = 512   # a layer whose input has fewer rows per chunk runs on the whole sequence
+
     def _seanet(self, audio: np.ndarray) -> np.ndarray:
-        W, rows = self.weights, self.rows
-        st0 = W.conv0.state()
-        sts = [([(r.conv1.state(), r.conv2.state()) for r in res], down.state()) for res, down in W.stages]
-        st_out = W.conv_out.state()
+        W = self.weights
+        steps = [("conv", W.conv0, 1)]          # (kind, layer, input rate divisor)
+        div = 1
+        for res, down in W.stages:
+            steps += [("res", r, div) for r in res] + [("elu_conv", down, div)]
+            div *= down.s
+        steps.append(("elu_conv", W.conv_out, div))
         step = self.chunk_frames * self.samples_per_frame   # a multiple of every stride
-        N = audio.size
-        out = np.empty((-(-N // W.seanet_stride), W.hidden), np.float32)
+        split = next((i for i, (_, _, d) in enumerate(steps) if step // d < self.MIN_CHUNK_ROWS), len(steps))
+        x = audio.reshape(-1, 1)
+        N = x.shape[0]
+        if split == 0:
+            return self._run_steps(steps, x, True)
+        div = steps[split][2] if split < len(steps) else W.seanet_stride
+        kind, layer, _ = steps[split - 1]
+        mid = np.empty((-(-N // div), layer.conv2.cout if kind == "res" else layer.cout), np.float32)
+        states = self._states(steps[:split])
         o = 0
         for a in range(0, N, step):
             b = min(N, a + step)
-            last = b == N
-            c = W.conv0
-            buf = c.buffer(st0, b - a, last)
-            buf[c.ctx: c.ctx + b - a, 0] = audio[a:b]
-            h = c.run(buf, st0, rows)
-            for (res, down), (rst, dst) in zip(W.stages, sts):
-                for r, (s1, s2) in zip(res, rst):
-                    self._resblock(r, s1, h, last)
-                h = self._elu_conv(down, dst, h, last)
-            h = self._elu_conv(W.conv_out, st_out, h, last)
-            out[o: o + h.shape[0]] = h
+            h = self._run_steps(steps[:split], x[a:b], b == N, states)
+            mid[o: o + h.shape[0]] = h
             o += h.shape[0]
-        assert o == out.shape[0]
-        return out
+        assert o == mid.shape[0]
+        return self._run_steps(steps[split:], mid, True)
+
+    @staticmethod
+    def _states(steps):
+        """Each step's conv left context (zeros: the causal padding of the first chunk)."""
+        return [(layer.conv1 if kind == "res" else layer).state() for kind, layer, _ in steps]
+
+    def _run_steps(self, steps, x, last, states=None):
+        """Apply SEANet steps to x (rows at the first step's input rate); states carry each conv's
+        left context between chunks (fresh zeros when None: the whole sequence in one call)."""
+        if states is None:
+            states = self._states(steps)
+        for (kind, layer, _), st in zip(steps, states):
+            if kind == "conv":
+                c = layer
+                buf = c.buffer(st, x.shape[0], last)
+                buf[c.ctx: c.ctx + x.shape[0]] = x
+                x = c.run(buf, st, self.rows)
+            elif kind == "res":
+                self._resblock(layer, st, x, last)   # in place on x (always an array of ours here)
+            else:
+                x = self._elu_conv(layer, st, x, last)
+        return x
 
     def _elu_conv(self, c: _Conv, st, x, last):
         n = x.shape[0]
