@@ -167,7 +167,8 @@ class AudioStream:
                         if value > 0 and self.join_samples:
                             silence += self.join_samples
                             yield np.zeros(self.join_samples, np.float32)
-                        codec = self.tts.codec_stream(self.kw.get("ref_codes"))  # Base ICL: warm
+                        ref = self.kw.get("ref_codes")     # Base ICL: warm with the reference
+                        codec = self.tts.codec_stream() if ref is None else self.tts.codec_stream(ref)
                         self.chunk_frames.append(0)
                     else:
                         codes = np.asarray(item)

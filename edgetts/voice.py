@@ -166,8 +166,6 @@ class Voice:
     # -- file ------------------------------------------------------------------------------------
     def save(self, path) -> Path:
         """Write one safetensors file (atomically: a reader never sees half a file)."""
-        from safetensors.numpy import save
-
         p = Path(str(path)).expanduser()
         arrays = {"speaker_embedding": np.ascontiguousarray(self.speaker_embedding, np.float32)}
         if self.ref_codes is not None:
@@ -179,7 +177,7 @@ class Voice:
             meta["ref_text"] = self.ref_text
         from . import __version__
         meta["edgetts"] = __version__
-        data = save(arrays, metadata=dict(sorted(meta.items())))
+        data = _safetensors_bytes(arrays, meta)
         if p.is_dir():
             raise EdgeTTSError(f"{p}: is a directory; give a file name like voice.safetensors")
         if not p.parent.is_dir():
@@ -248,6 +246,25 @@ class Voice:
             raise EdgeTTSError(f"{p}: corrupt voice file (enc_dim {model['enc_dim']} but {x.shape[0]} values)")
         return cls(speaker_embedding=x, ref_codes=codes, ref_text_ids=ids,
                    ref_text=meta.get("ref_text"), model=model)
+
+
+_ST_DTYPES = {np.dtype(np.float32): "F32", np.dtype(np.int64): "I64"}
+
+
+def _safetensors_bytes(arrays: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
+    """A safetensors file with a deterministic header (sorted keys; the safetensors package
+    writes its metadata map in hash order, so two saves of one voice could differ)."""
+    header: dict = {"__metadata__": dict(sorted(metadata.items()))}
+    blobs, off = [], 0
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        b = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
+        header[name] = {"dtype": _ST_DTYPES[a.dtype], "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    h += b" " * (-len(h) % 8)
+    return len(h).to_bytes(8, "little") + h + b"".join(blobs)
 
 
 def voice_model_info(tts) -> dict:
