@@ -102,15 +102,16 @@ class EncoderConfig:
 
 
 def _codec_config_from_gguf(meta: dict) -> dict:
-    """speech_tokenizer/config.json dict rebuilt from the GGUF keys (the CODEC_KV rows backwards)."""
+    """speech_tokenizer/config.json dict rebuilt from the GGUF keys (the CODEC_KV rows backwards;
+    a FLOAT32 value becomes the decimal it was written from, 1e-05 rather than 9.99999974e-06)."""
     out: dict = {}
-    for key, _vtype, path, *_ in K.CODEC_KV:
+    for key, vtype, path, *_ in K.CODEC_KV:
         if path and key in meta:
             *parents, leaf = path.split(".")
             d = out
             for p in parents:
                 d = d.setdefault(p, {})
-            d[leaf] = meta[key]
+            d[leaf] = float(str(np.float32(meta[key]))) if vtype == "f32" else meta[key]
     return out
 
 
