@@ -187,6 +187,17 @@ def test_elu_twin():
     np.testing.assert_array_equal(x, out)
 
 
+def test_gelu_twin():
+    x = np.concatenate([(3 * RNG.standard_normal(35)), np.linspace(-12, 12, 20001),
+                        [0.0, -0.0, 1e-30, -1e-30]]).astype(np.float32).reshape(-1, 5)
+    xd = x.astype(np.float64)
+    ref = 0.5 * xd * (1 + np.vectorize(math.erf)(xd / math.sqrt(2)))
+    got = x.copy()
+    ko.gelu(got)
+    # within a few float32 ulps of |x| (the exact-erf GELU in float32 is itself ~1 ulp)
+    assert (np.abs(got - ref) <= 4 * 2.0 ** -23 * np.maximum(np.abs(xd), 1e-6)).all()
+
+
 @pytest.mark.parametrize("H,T", [(1, 1), (3, 7), (2, 40)])
 def test_causal_softmax_twin(H, T):
     s = (4 * RNG.standard_normal((H, T, T))).astype(np.float32)

@@ -38,6 +38,7 @@ from ..kernels import codec_attn as ka
 from ..kernels import conv as kc
 from ..kernels import encoder_ops as ko
 from ..kernels import snake as ks
+from ..kernels.matmul import release_pages
 from .codec import CodecDecoder, _Rows, default_threads
 
 _P = "tok_enc."
@@ -202,7 +203,15 @@ class EncoderWeights:
 
     def __init__(self, cfg: EncoderConfig, view: GGUFView):
         self.cfg = cfg
-        get = CodecDecoder._getter(view)
+        stored = CodecDecoder._getter(view)
+
+        def get(name):
+            """An owned float32 copy (F32 files are memory-mapped: the layouts below copy them
+            again, so the mapped pages are dropped from the resident set right away)."""
+            a = stored(name)
+            out = np.array(a, np.float32)
+            release_pages(a)
+            return out
 
         def conv(i, stride=1):
             return _Conv(get(f"{_P}conv.{i}.weight"), get(f"{_P}conv.{i}.bias"), stride, name=f"layer {i}")
@@ -459,7 +468,7 @@ class CodecEncoder:
             rows(ks.scale_residual, h, o, zero, L["ls1"], rows=(0,))
             rows(ks.layer_norm, h, L["ln2"][0], L["ln2"][1], eps, a, rows=(3,))
             f = rows.gemm(a, L["fc1"])
-            rows(ks.gelu_erf, f, np.zeros(f.shape[1], np.float32))
+            rows(ko.gelu, f)
             m = rows.gemm(f, L["fc2"])
             rows(ks.scale_residual, h, m, zero, L["ls2"], rows=(0,))
         return h
