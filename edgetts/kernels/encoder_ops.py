@@ -4,8 +4,8 @@ Time-major [T, C] float32, serial and nogil (the caller splits rows over its own
 
 elu             out = x if x > 0 else expm1(x)        (ELU, alpha 1; out may alias x)
 gelu            x = 0.5 x (1 + erf(x / sqrt 2)) in place  (exact-erf GELU; erf by a rational fit, vectorized)
-causal_softmax  in place on scores [H, T, T]: row t = softmax(scale * s[t, :t+1]), zeros after t
-                (full causal attention: every query sees all earlier frames, no window)
+causal_softmax  in place on a block of score rows: row r (query q0 + r) = softmax over keys
+                0..q0+r, zeros after (full causal attention: no window)
 """
 from __future__ import annotations
 
@@ -101,26 +101,27 @@ def gelu(x):
 
 
 @njit(cache=True, nogil=True)
-def causal_softmax(s, scale):
-    """s [H, T, T] raw q.k products, in place -> attention weights: row t holds
-    softmax(scale * s[h, t, :t+1]) (float32 exp, float64 sum) and zeros for the future columns."""
-    H, T, _ = s.shape
-    for h in range(H):
-        for t in range(T):
-            row = s[h, t]
-            mx = -np.inf
-            for j in range(t + 1):
-                v = row[j] * scale
-                row[j] = v
-                if v > mx:
-                    mx = v
-            tot = 0.0
-            for j in range(t + 1):
-                e = np.float32(math.exp(row[j] - mx))
-                row[j] = e
-                tot += e
-            inv = np.float32(1.0 / tot)
-            for j in range(t + 1):
-                row[j] *= inv
-            for j in range(t + 1, T):
-                row[j] = 0.0
+def causal_softmax(s, scale, q0):
+    """s [R, n_keys] raw q.k products of the queries at positions q0..q0+R-1, in place ->
+    attention weights: row r = softmax(scale * s[r, :q0+r+1]) (float32 exp, float64 sum), zeros
+    for the later (future) keys."""
+    R, n = s.shape
+    for r in range(R):
+        row = s[r]
+        hi = min(q0 + r + 1, n)
+        mx = -np.inf
+        for j in range(hi):
+            v = row[j] * scale
+            row[j] = v
+            if v > mx:
+                mx = v
+        tot = 0.0
+        for j in range(hi):
+            e = np.float32(math.exp(row[j] - mx))
+            row[j] = e
+            tot += e
+        inv = np.float32(1.0 / tot)
+        for j in range(hi):
+            row[j] *= inv
+        for j in range(hi, n):
+            row[j] = 0.0

@@ -6,11 +6,14 @@
 One forward, top to bottom, time-major ([T, C], C contiguous) like the decoder:
   1. SEANet (§5.3): conv k7 -> per stage [ResBlock(s), ELU, strided conv k=2r s=r] -> ELU, conv k3.
      Every conv is causal (§5.2): left pad K - S zeros, right zero pad up to a multiple of S.
-     The SEANet runs in chunks of `chunk_frames` codec frames with each conv's left context
-     carried over (its last K - S input rows), so memory stays bounded for long references and
-     the working set stays in cache; the output equals one full pass (all ops causal, every
-     non-final chunk a multiple of every stride). im2col + one BLAS GEMM per conv; a strided conv
-     with k = m*s is a stride-1 conv of m taps over the input viewed as [L/s, s*C] (no copy).
+     The high-rate layers (24 and 6 kHz: most of the activation memory) run in chunks of
+     `chunk_frames` codec frames with each conv's left context carried over (its last K - S
+     input rows): the output equals one full pass (all ops causal, every non-final chunk a
+     multiple of every stride) while scratch memory stays bounded and in cache. Layers with fewer
+     than MIN_CHUNK_ROWS rows per chunk run once on the whole sequence (their GEMMs would
+     otherwise re-read megabytes of weights for a handful of rows). Each conv is im2col + BLAS
+     GEMM in row tiles; a strided conv with k = m*s is a stride-1 conv of m taps over its input
+     viewed as [L/s, s*C] (a reshape, no copy).
   2. Transformer (§5.4) at 25 Hz on the whole sequence: pre-norm LayerNorm (bias), rotate-half
      RoPE from position 0, full causal attention (what the official eager/SDPA path computes;
      the config's sliding_window only applies under flash-attention-2), exact-erf GELU MLP,
@@ -131,7 +134,7 @@ class _Conv:
             raise EdgeTTSError(f"codec encoder: {name} has kernel {self.k}, stride {self.s}, dilation "
                                f"{self.d}; only kernels that are a multiple of the stride are supported")
         self.ctx = self.d * (self.k - 1) + 1 - self.s
-        self.w = kc.conv_weight(w_torch.astype(np.float32, copy=False))   # [k*Cin, Cout], tap-major
+        self.w = kc.conv_weight(w_torch)   # [k*Cin, Cout] float32, tap-major
         self.bias = None if bias is None else np.ascontiguousarray(bias, np.float32)
 
     def state(self):
@@ -141,8 +144,7 @@ class _Conv:
         """[ctx + n + right pad, Cin]: the carried context, room for n new rows (the caller fills
         rows ctx:ctx+n), then zeros up to a multiple of the stride (only the last chunk has them)."""
         pad = (-n) % self.s
-        if pad and not last:
-            raise EdgeTTSError("codec encoder: internal error, a chunk is not a multiple of a stride")
+        assert last or not pad, "a non-final chunk must be a multiple of every stride"
         buf = np.empty((self.ctx + n + pad, self.cin), np.float32)
         buf[: self.ctx] = st
         buf[self.ctx + n:] = 0.0
@@ -266,7 +268,7 @@ class EncoderWeights:
                 ls2=get(b + "ffn_scale"),
             ))
 
-        # downsample: k = 2 * (frame_samples / seanet stride) / 2 ... as stored; stride fixed by the rates
+        # downsample (MimiModel.downsample): SEANet rate -> frame rate; kernel as stored (2 * stride)
         ds = cfg.frame_samples // self.seanet_stride
         if ds * self.seanet_stride != cfg.frame_samples or ds < 1:
             raise EdgeTTSError(f"codec encoder: {cfg.frame_samples} samples per frame is not a multiple of the "
@@ -293,7 +295,7 @@ class EncoderWeights:
                 if cname not in view:
                     raise EdgeTTSError(f"codec encoder: codebook {cname!r} missing "
                                        f"(encoder_valid_num_quantizers is {cfg.num_quantizers})")
-                e = np.ascontiguousarray(get(cname), np.float32)
+                e = get(cname)
                 vq_dim = D if proj is None else proj.shape[1]
                 if e.shape != (cfg.codebook_size, vq_dim):
                     raise EdgeTTSError(f"codec encoder: codebook {cname} is {e.shape}, expected "
@@ -436,6 +438,8 @@ class CodecEncoder:
         self.rows(ks.residual_add, x, z, r.conv2.bias, rows=(0,))
 
     # -- 2. transformer (whole sequence, full causal attention)
+    ATTN_BLOCK = 256   # queries per attention work item (scores scratch: block x frames)
+
     def _transformer(self, h: np.ndarray) -> np.ndarray:
         W, cfg, rows = self.weights, self.config, self.rows
         T, D = h.shape
@@ -446,8 +450,10 @@ class CodecEncoder:
         scale = np.float32(hd ** -0.5)
         a = np.empty_like(h)
         att = np.empty((T, H, hd), np.float32)
-        scores = np.empty((H, T, T), np.float32)
         group = H // Hkv
+        # attention work items: (head, block of queries); scores [block, keys so far] per item
+        B = self.ATTN_BLOCK
+        items = [(hh, q0) for hh in range(H) for q0 in range(0, T, B)]
         for L in W.layers:
             rows(ks.layer_norm, h, L["ln1"][0], L["ln1"][1], eps, a, rows=(3,))
             qkv = rows.gemm(a, L["qkv"])
@@ -457,13 +463,13 @@ class CodecEncoder:
             ka.rope_rotate(q, cos, sin)
             ka.rope_rotate(k, cos, sin)
 
-            def heads(h0, h1):
-                for hh in range(h0, h1):
-                    kh = hh // group
-                    np.matmul(q[:, hh], k[:, kh].T, out=scores[hh])
-                    ko.causal_softmax(scores[hh: hh + 1], scale)
-                    np.matmul(scores[hh], v[:, kh], out=att[:, hh])
-            rows.par(heads, H) if T * T * H >= rows.MIN_ELEMS else heads(0, H)
+            def attend(i0, i1):
+                for hh, q0 in items[i0:i1]:
+                    kh, q1 = hh // group, min(T, q0 + B)
+                    s = q[q0:q1, hh] @ k[:q1, kh].T          # [block, q1]
+                    ko.causal_softmax(s, scale, q0)
+                    att[q0:q1, hh] = s @ v[:q1, kh]
+            rows.par(attend, len(items)) if T * T * H >= rows.MIN_ELEMS else attend(0, len(items))
             o = rows.gemm(att.reshape(T, H * hd), L["o"])
             rows(ks.scale_residual, h, o, zero, L["ls1"], rows=(0,))
             rows(ks.layer_norm, h, L["ln2"][0], L["ln2"][1], eps, a, rows=(3,))
