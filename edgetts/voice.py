@@ -59,7 +59,9 @@ def resample(y: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     import soxr
 
     out = soxr.resample(y, sr_in, sr_out, quality=RESAMPLE_QUALITY)
-    n = int(np.ceil(y.shape[0] * float(sr_out) / sr_in))
+    # librosa's length, float rounding included: 220500 samples 22050 -> 24000 Hz give 240001
+    ratio = float(sr_out) / sr_in
+    n = int(np.ceil(y.shape[0] * ratio))
     if out.shape[0] >= n:
         return np.ascontiguousarray(out[:n], np.float32)
     return np.pad(out, (0, n - out.shape[0])).astype(np.float32)

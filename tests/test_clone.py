@@ -258,6 +258,13 @@ def test_bad_reference_audio(models, tmp_path):
         edgetts.load(FIX / "tiny").speaker_embedding(tone, sr)
 
 
+def test_resampled_length_is_librosas():
+    # librosa.resample: n_out = ceil(n * (float(target) / orig)); 10 s at 22.05 kHz gives 240001
+    # samples (float rounding), hence 126 codec frames upstream, not 125
+    assert resample(np.ones(220500, np.float32), 22050, 24000).shape == (240001,)
+    assert resample(np.ones(1000, np.float32), 16000, 24000).shape == (1500,)
+
+
 def test_stereo_is_mixed_like_upstream(models):
     tts = models["safetensors"]
     a, sr = ref_audio()
