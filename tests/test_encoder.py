@@ -73,14 +73,16 @@ def test_config_from_checkpoint(tiny_encoder):
 
 @pytest.mark.parametrize("n", [1, 1919, 1920, 1921, 24000 + 777])
 def test_chunking_is_invisible(tiny_encoder, n):
-    """The SEANet runs in chunks with carried conv context: any chunk size gives the same codes
-    and (to float32 reduction noise) the same latents; frames = ceil(N / samples_per_frame)."""
+    """The SEANet's high-rate layers run in chunks with carried conv context, the rest on the
+    whole sequence: any chunk size and any split (everything chunked, nothing chunked) gives the
+    same codes and, to float32 reduction noise, the same latents; frames = ceil(N / 1920)."""
     audio = (0.3 * RNG.standard_normal(n)).astype(np.float32)
     enc = CodecEncoder(tiny_encoder.weights, threads=1)
     spf = enc.samples_per_frame
     res = []
-    for cf in (1, 3, 1000):
+    for cf, min_rows in ((1, None), (3, None), (1000, 1), (4, 10 ** 9)):
         enc.chunk_frames = cf
+        enc.MIN_CHUNK_ROWS = min_rows or CodecEncoder.MIN_CHUNK_ROWS
         res.append((enc.encode(audio), enc._seanet(audio)))
     for codes, lat in res[1:]:
         np.testing.assert_array_equal(codes, res[0][0])

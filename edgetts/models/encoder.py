@@ -30,6 +30,7 @@ to float32 at load. Threads: the decoder's row splitter (_Rows): BLAS single-thr
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -332,9 +333,6 @@ class CodecEncoder:
                                "it can decode but not encode reference audio")
         return cls(EncoderWeights(EncoderConfig.from_checkpoint(checkpoint), view), threads)
 
-    def frames(self, n_samples: int) -> int:
-        return -(-int(n_samples) // self.samples_per_frame)
-
     def encode(self, audio) -> np.ndarray:
         """audio: mono float [N] at self.sample_rate (no gain normalisation) -> int64
         [ceil(N / samples_per_frame), num_quantizers], ordered [semantic, acoustic...]."""
@@ -361,12 +359,11 @@ class CodecEncoder:
             self._tick("rvq", t0)
         finally:
             kc.blas_threads(prev)
-        return codes[: self.frames(x.size)]
+        return codes[: -(-x.size // self.samples_per_frame)]
 
     def _tick(self, stage, t0):
         if self.profile is None:
             return 0.0
-        import time
         t = time.perf_counter()
         if stage is not None:
             self.profile[stage] = self.profile.get(stage, 0.0) + (t - t0)
@@ -387,11 +384,12 @@ class CodecEncoder:
         split = next((i for i, (_, _, d) in enumerate(steps) if step // d < self.MIN_CHUNK_ROWS), len(steps))
         x = audio.reshape(-1, 1)
         N = x.shape[0]
-        if split == 0:
-            return self._run_steps(steps, x, True)
         div = steps[split][2] if split < len(steps) else W.seanet_stride
-        kind, layer, _ = steps[split - 1]
-        mid = np.empty((-(-N // div), layer.conv2.cout if kind == "res" else layer.cout), np.float32)
+        ch = 1
+        if split:
+            kind, layer, _ = steps[split - 1]
+            ch = layer.conv2.cout if kind == "res" else layer.cout
+        mid = np.empty((-(-N // div), ch), np.float32)
         states = self._states(steps[:split])
         o = 0
         for a in range(0, N, step):
