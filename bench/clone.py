@@ -115,7 +115,6 @@ def worker_ours(model: str, wav: str, threads: int, repeat: int, out_npz: str) -
     ck = weights.open(model)
     spk = SpeakerEncoder.load(ck)
     enc = CodecEncoder.load(ck, threads)
-    in_sr = int((ck.codec_config or {}).get("input_sample_rate", 24000))
     load_s = time.perf_counter() - t0
 
     def clone():
@@ -123,7 +122,7 @@ def worker_ours(model: str, wav: str, threads: int, repeat: int, out_npz: str) -
         y, sr = reference_audio(*read_audio(wav), min_seconds=spk.cfg.min_samples / spk.sample_rate)
         x = spk.embed(resample(y, sr, spk.sample_rate))
         t1 = time.perf_counter()
-        c = enc.encode(resample(y, sr, in_sr))
+        c = enc.encode(resample(y, sr, enc.sample_rate))
         t2 = time.perf_counter()
         return x, np.asarray(c), t1 - t, t2 - t1
 

@@ -202,18 +202,6 @@ class TTS:
         return self._codec_encoder
 
     @property
-    def input_sample_rate(self) -> int:
-        """Sample rate the codec encoder takes (reference audio is resampled to it)."""
-        ck = self.checkpoint
-        if ck.codec_config and ck.codec_config.get("input_sample_rate"):
-            return int(ck.codec_config["input_sample_rate"])
-        if ck.codec is not None:
-            sr = ck.codec.metadata.get("qwen3-tts-tokenizer.input_sample_rate")
-            if sr:
-                return int(sr)
-        return self.sample_rate
-
-    @property
     def fingerprint(self) -> str:
         if self._fingerprint is None:
             from .voice import model_fingerprint
@@ -241,7 +229,8 @@ class TTS:
         """Reference codes int64 [frames, groups] of audio (array at `sample_rate`, or a path)."""
         from .voice import reference_audio, resample
         y, sr = reference_audio(audio, sample_rate)
-        return np.asarray(self.codec_encoder.encode(resample(y, sr, self.input_sample_rate)), np.int64)
+        enc = self.codec_encoder
+        return np.asarray(enc.encode(resample(y, sr, enc.sample_rate)), np.int64)
 
     def clone_voice(self, audio, sample_rate=None, ref_text=None):
         """A Voice from reference audio (array at `sample_rate`, or a path soundfile reads).
@@ -258,7 +247,7 @@ class TTS:
             ids = np.asarray(self.ref_text_ids(ref_text), np.int64)
             if ids.size == 0:
                 raise EdgeTTSError("ref_text is empty")
-            codes = np.asarray(self.codec_encoder.encode(resample(y, sr, self.input_sample_rate)), np.int64)
+            codes = self.encode(y, sr)
             text = ref_text if isinstance(ref_text, str) else None
         return Voice(speaker_embedding=xvec, ref_codes=codes, ref_text_ids=ids, ref_text=text,
                      model=voice_model_info(self))
