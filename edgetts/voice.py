@@ -127,7 +127,7 @@ def model_fingerprint(tts) -> str:
 
 
 # ------------------------------------------------------------------------------ Voice
-@dataclass
+@dataclass(eq=False)
 class Voice:
     """A cloned voice: x-vector, and for in-context cloning the reference codes + transcript ids."""
     speaker_embedding: np.ndarray               # float32 [enc_dim]
