@@ -121,21 +121,30 @@ def _codec_config_from_gguf(meta: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------ layers
+def _transposed(w: np.ndarray) -> np.ndarray:
+    """A Linear weight [out, in] as a contiguous float32 [in, out] copy (x @ W^T as a plain GEMM)."""
+    return np.ascontiguousarray(np.asarray(w, np.float32).T)
+
+
 class _Conv:
     """Causal conv (MimiConv1d, constant padding) with its left context carried between chunks.
 
     k taps, stride s, dilation d; context = K - s input rows, K = d*(k-1) + 1. A strided conv
     (k a multiple of s, d = 1) runs as a stride-1 conv of k/s taps over [rows/s, s*Cin]."""
 
-    def __init__(self, w_torch: np.ndarray, bias: np.ndarray | None, stride: int = 1, dilation: int = 1,
-                 name: str = ""):
-        self.cout, self.cin, self.k = w_torch.shape
+    @staticmethod
+    def layout(w_torch: np.ndarray):
+        """(PyTorch weight [Cout, Cin, k] -> tap-major [k*Cin, Cout] float32 copy, (Cout, Cin, k))."""
+        return kc.conv_weight(np.asarray(w_torch, np.float32)), w_torch.shape
+
+    def __init__(self, w, bias: np.ndarray | None, stride: int = 1, dilation: int = 1, name: str = ""):
+        """w: layout()'s result."""
+        self.w, (self.cout, self.cin, self.k) = w
         self.s, self.d = int(stride), int(dilation)
         if self.s > 1 and (self.k % self.s or self.d != 1):
             raise EdgeTTSError(f"codec encoder: {name} has kernel {self.k}, stride {self.s}, dilation "
                                f"{self.d}; only kernels that are a multiple of the stride are supported")
         self.ctx = self.d * (self.k - 1) + 1 - self.s
-        self.w = kc.conv_weight(w_torch)   # [k*Cin, Cout] float32, tap-major
         self.bias = None if bias is None else np.ascontiguousarray(bias, np.float32)
 
     def state(self):
@@ -208,16 +217,17 @@ class EncoderWeights:
         self.cfg = cfg
         stored = CodecDecoder._getter(view)
 
-        def get(name):
-            """An owned float32 copy (F32 files are memory-mapped: the layouts below copy them
-            again, so the mapped pages are dropped from the resident set right away)."""
+        def get(name, layout=np.array):
+            """layout(the tensor as float32 in its stored shape), a new array. F32 files are
+            memory-mapped: once copied, the tensor's pages are dropped from the resident set."""
             a = stored(name)
-            out = np.array(a, np.float32)
+            out = layout(a)
             release_pages(a)
             return out
 
         def conv(i, stride=1):
-            return _Conv(get(f"{_P}conv.{i}.weight"), get(f"{_P}conv.{i}.bias"), stride, name=f"layer {i}")
+            return _Conv(get(f"{_P}conv.{i}.weight", _Conv.layout), get(f"{_P}conv.{i}.bias"), stride,
+                         name=f"layer {i}")
 
         # SEANet, layer indices as MimiEncoder numbers its ModuleList
         self.conv0 = conv(0)
@@ -228,8 +238,8 @@ class EncoderWeights:
             for j in range(cfg.num_residual_layers):
                 p = f"{_P}res.{i}.blk."
                 res.append(_ResBlock(
-                    _Conv(get(p + "1.weight"), get(p + "1.bias"), 1, cfg.dilation_growth_rate ** j),
-                    _Conv(get(p + "3.weight"), get(p + "3.bias"))))
+                    _Conv(get(p + "1.weight", _Conv.layout), get(p + "1.bias"), 1, cfg.dilation_growth_rate ** j),
+                    _Conv(get(p + "3.weight", _Conv.layout), get(p + "3.bias"))))
                 i += 1
             self.stages.append((res, conv(i + 1, ratio)))   # i: the ELU, i+1: the strided conv
             i += 2
@@ -254,18 +264,18 @@ class EncoderWeights:
         self.layers = []
         for li in range(cfg.num_hidden_layers):
             b = f"{_P}blk.{li}."
-            wq, wk, wv = (get(b + f"attn_{x}.weight") for x in "qkv")
-            if wq.shape != (H * hd, D) or wk.shape != (Hkv * hd, D) or wv.shape != (Hkv * hd, D):
+            wq, wk, wv = (get(b + f"attn_{x}.weight", _transposed) for x in "qkv")   # [D, out]
+            if wq.shape != (D, H * hd) or wk.shape != (D, Hkv * hd) or wv.shape != (D, Hkv * hd):
                 raise EdgeTTSError(f"codec encoder: attention weights {wq.shape}/{wk.shape} do not match "
                                    f"{H}/{Hkv} heads x {hd} over width {D}")
             self.layers.append(dict(
                 ln1=(get(b + "attn_norm.weight"), get(b + "attn_norm.bias")),
-                qkv=np.ascontiguousarray(np.concatenate([wq, wk, wv]).T),      # [D, (H + 2 Hkv) hd]
-                o=np.ascontiguousarray(get(b + "attn_output.weight").T),
+                qkv=np.concatenate([wq, wk, wv], axis=1),      # [D, (H + 2 Hkv) hd]
+                o=get(b + "attn_output.weight", _transposed),
                 ls1=get(b + "attn_scale"),
                 ln2=(get(b + "ffn_norm.weight"), get(b + "ffn_norm.bias")),
-                fc1=np.ascontiguousarray(get(b + "ffn_up.weight").T),
-                fc2=np.ascontiguousarray(get(b + "ffn_down.weight").T),
+                fc1=get(b + "ffn_up.weight", _transposed),
+                fc2=get(b + "ffn_down.weight", _transposed),
                 ls2=get(b + "ffn_scale"),
             ))
 
@@ -274,7 +284,7 @@ class EncoderWeights:
         if ds * self.seanet_stride != cfg.frame_samples or ds < 1:
             raise EdgeTTSError(f"codec encoder: {cfg.frame_samples} samples per frame is not a multiple of the "
                                f"SEANet stride {self.seanet_stride}")
-        self.down = _Conv(get(_P + "downsample.weight"), None, ds, name="downsample")
+        self.down = _Conv(get(_P + "downsample.weight", _Conv.layout), None, ds, name="downsample")
         if (self.down.cin, self.down.cout) != (D, D):
             raise EdgeTTSError(f"codec encoder: downsample is {self.down.cin}->{self.down.cout}, width is {D}")
 
@@ -287,9 +297,8 @@ class EncoderWeights:
             if n == 0:
                 continue
             name = f"{_P}{g}.input_proj.weight"
-            proj = get(name) if name in view else None    # absent when the VQ width equals the hidden size
-            if proj is not None:
-                proj = np.ascontiguousarray(proj.reshape(proj.shape[0], -1).T)   # [D, vq_dim]
+            # [D, vq_dim]; absent when the VQ width equals the hidden size (then the identity)
+            proj = get(name, lambda a: _transposed(a.reshape(a.shape[0], -1))) if name in view else None
             books = []
             for q in range(n):
                 cname = f"{_P}{g}.{q}.codebook"
