@@ -188,6 +188,18 @@ def test_voice_file_round_trip(models, meta, tmp_path):
     assert x.ref_codes is None and x.ref_text_ids is None and x.ref_text is None
 
 
+def test_voice_moves_to_a_quantized_gguf(models, meta, tmp_path):
+    """Q8_0 GGUF (speaker-encoder convs stored F16): same model, so the same fingerprint; the voice
+    made from safetensors speaks there, and its own clone is close to the F32 one."""
+    d = tmp_path / "q8"
+    assert main(["quantize", str(CLONE), "--qtype", "q8_0", "-o", str(d)]) == 0
+    q8, st = edgetts.load(d), models["safetensors"]
+    assert q8.fingerprint == st.fingerprint
+    v = st.clone_voice(REF_WAV, ref_text=meta["ref_text"])
+    assert q8.generate(meta["text"], voice=v, greedy=True, max_frames=3, min_frames=3).codes.shape == (3, 3)
+    assert rel(q8.speaker_embedding(REF_WAV), v.speaker_embedding) <= 1e-2
+
+
 def test_voice_from_another_model(models, tmp_path):
     v = models["safetensors"].clone_voice(REF_WAV)
     with pytest.raises(EdgeTTSError, match="another model"):
