@@ -6,7 +6,7 @@
 One forward, top to bottom, time-major ([T, C], C contiguous) like the decoder:
   1. SEANet (§5.3): conv k7 -> per stage [ResBlock(s), ELU, strided conv k=2r s=r] -> ELU, conv k3.
      Every conv is causal (§5.2): left pad K - S zeros, right zero pad up to a multiple of S.
-     The high-rate layers (24 and 6 kHz: most of the activation memory) run in chunks of
+     The high-rate layers (24, 6 and 1.2 kHz: most of the activation memory) run in chunks of
      `chunk_frames` codec frames with each conv's left context carried over (its last K - S
      input rows): the output equals one full pass (all ops causal, every non-final chunk a
      multiple of every stride) while scratch memory stays bounded and in cache. Layers with fewer
@@ -379,7 +379,10 @@ class CodecEncoder:
         return t
 
     # -- 1. SEANet: the high-rate layers in chunks with carried conv context, the rest in one go
-    MIN_CHUNK_ROWS = 512   # a layer whose input has fewer rows per chunk runs on the whole sequence
+    # a layer whose input has fewer rows per chunk runs on the whole sequence: with 4-frame chunks
+    # the 24 kHz, 6 kHz and 1.2 kHz stages are chunked, the sequence kept whole is at 200 Hz
+    # (0.4 MB per second of audio at full size)
+    MIN_CHUNK_ROWS = 256
 
     def _seanet(self, audio: np.ndarray) -> np.ndarray:
         W = self.weights
