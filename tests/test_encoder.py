@@ -40,9 +40,7 @@ def _golden(fixture):
 
 @pytest.fixture(scope="module")
 def tiny_golden():
-    if not (TINY / "golden.npz").is_file():
-        pytest.skip("tiny fixture missing")
-    return dict(np.load(TINY / "golden.npz"))
+    return dict(_golden("tiny"))
 
 
 @pytest.fixture(scope="module")
