@@ -79,6 +79,9 @@ def reference_audio(audio, sample_rate: int | None, min_seconds: float = 0.0) ->
         if sample_rate is None:
             raise EdgeTTSError("reference audio given as samples needs sample_rate=")
         data, sr, where = audio, int(sample_rate), ""
+        if np.issubdtype(np.asarray(data).dtype, np.integer):
+            raise EdgeTTSError(f"reference audio must be float samples in [-1, 1], got {np.asarray(data).dtype} "
+                               "(divide 16-bit PCM by 32768)")
         try:
             data = np.asarray(data, dtype=np.float32)
         except (TypeError, ValueError):

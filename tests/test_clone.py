@@ -253,6 +253,8 @@ def test_bad_reference_audio(models, tmp_path):
     for audio, msg in bad:
         with pytest.raises(EdgeTTSError, match=msg):
             tts.clone_voice(audio, sr)
+    with pytest.raises(EdgeTTSError, match="float samples"):
+        tts.clone_voice((tone * 32767).astype(np.int16), sr)
     with pytest.raises(EdgeTTSError, match="needs sample_rate"):
         tts.clone_voice(tone)
     junk = tmp_path / "junk.wav"
