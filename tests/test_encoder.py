@@ -100,7 +100,9 @@ def test_threads_do_not_change_codes(tiny_encoder, tiny_golden):
 @pytest.mark.parametrize("fixture,akey,ckey", GOLDENS)
 def test_gguf_pair_gives_same_codes(tmp_path, qtype, fixture, akey, ckey):
     """`edgetts quantize` keeps the encoder (convs F32/F16, codebooks F32): the same codes as
-    from safetensors (and so as the official encode)."""
+    from safetensors (and so as the official encode). F32 is exact by construction; F16-rounded
+    weights can flip near-tie codes (the full-size random codec: ~1% of the acoustic codes), the
+    tiny fixtures' distance margins are wide enough that they do not."""
     g = _golden(fixture)
     assert main(["quantize", str(FIXTURES / fixture), "--qtype", qtype, "-o", str(tmp_path)]) == 0
     ck = W.open(tmp_path)
