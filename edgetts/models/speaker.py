@@ -153,14 +153,10 @@ class SpeakerConfig:
 
 
 def _spk_meta(ck) -> dict:
-    """speaker_encoder_config of an HF checkpoint, or the spk_enc.* keys of a talker GGUF."""
+    """speaker_encoder_config of the checkpoint (config.json, or read back from GGUF metadata)."""
     if ck.main.format == "gguf":
-        from ..gguf import constants as K
-        out = {}
-        for key, _vt, path in K.SPK_ENC_KV:
-            if key in ck.main.metadata:
-                out[path.split(".")[-1]] = ck.main.metadata[key]
-        return out
+        from ..gguf.metadata import main_config
+        return dict(main_config(ck.main.metadata)[0].get("speaker_encoder_config") or {})
     return dict((ck.config or {}).get("speaker_encoder_config") or {})
 
 
