@@ -26,7 +26,7 @@ One forward, top to bottom, time-major ([T, C], C contiguous) like the decoder:
      computes all quantizers and slices; greedy RVQ makes the first ones independent of the rest).
 
 Sizes come from the checkpoint (config + tensor shapes); weights of any stored type are widened
-to float32 at load. Threads: the decoder's row splitter (_Rows): BLAS single-threaded inside.
+to float32 at load. Threads: the codec's row splitter (kernels.pool.Rows): BLAS single-threaded inside.
 """
 from __future__ import annotations
 
@@ -36,14 +36,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import EdgeTTSError
-from ..gguf import constants as K
+from ..gguf import metadata as gguf_metadata
 from ..gguf.names import GGUFView
 from ..kernels import codec_attn as ka
 from ..kernels import conv as kc
 from ..kernels import encoder_ops as ko
 from ..kernels import snake as ks
-from ..kernels.matmul import release_pages
-from .codec import CodecDecoder, _Rows, default_threads
+from ..kernels.memory import release_pages
+from ..kernels.pool import Rows, default_threads
+from .codec import CodecDecoder
 
 _P = "tok_enc."
 
@@ -102,22 +103,8 @@ class EncoderConfig:
     def from_checkpoint(cls, ck) -> "EncoderConfig":
         w = ck.codec
         if w is not None and w.format == "gguf":
-            return cls.from_hf(_codec_config_from_gguf(w.metadata))
+            return cls.from_hf(gguf_metadata.codec_config(w.metadata))
         return cls.from_hf(ck.codec_config)
-
-
-def _codec_config_from_gguf(meta: dict) -> dict:
-    """speech_tokenizer/config.json dict rebuilt from the GGUF keys (the CODEC_KV rows backwards;
-    a FLOAT32 value becomes the decimal it was written from, 1e-05 rather than 9.99999974e-06)."""
-    out: dict = {}
-    for key, vtype, path, *_ in K.CODEC_KV:
-        if path and key in meta:
-            *parents, leaf = path.split(".")
-            d = out
-            for p in parents:
-                d = d.setdefault(p, {})
-            d[leaf] = float(str(np.float32(meta[key]))) if vtype == "f32" else meta[key]
-    return out
 
 
 # ------------------------------------------------------------------------------------ layers
@@ -323,7 +310,7 @@ class CodecEncoder:
     def __init__(self, weights: EncoderWeights, threads: int | None = None):
         self.weights = weights
         self.config = cfg = weights.cfg
-        self.rows = _Rows(default_threads() if threads is None else threads)
+        self.rows = Rows(default_threads() if threads is None else threads)
         self.sample_rate = cfg.sample_rate
         self.samples_per_frame = cfg.frame_samples
         self.num_quantizers = cfg.num_quantizers
