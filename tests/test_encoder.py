@@ -1,4 +1,4 @@
-"""Codec encoder (Mimi-style, spec/codec.md §5) against the official qwen-tts encode():
+"""Codec encoder (Mimi-style, docs/model.md §8) against the official qwen-tts encode():
 reference codes identical on every fixture that has encoder goldens, from safetensors and from
 the GGUF pair `edgetts quantize` writes; chunking invisible in the result; kernels against numpy
 twins; bad input and encoder-less checkpoints give one-line errors."""

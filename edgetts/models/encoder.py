@@ -1,11 +1,11 @@
-"""Codec encoder (Mimi-style): 24 kHz audio -> reference codes [frames, groups]. spec/codec.md §5.
+"""Codec encoder (Mimi-style): 24 kHz audio -> reference codes [frames, groups]. docs/model.md §8.
 
     enc = CodecEncoder.load(edgetts.weights.open(path))
     codes = enc.encode(audio)         # float32 [N] at enc.sample_rate -> int64 [ceil(N / 1920), 16]
 
 One forward, top to bottom, time-major ([T, C], C contiguous) like the decoder:
-  1. SEANet (§5.3): conv k7 -> per stage [ResBlock(s), ELU, strided conv k=2r s=r] -> ELU, conv k3.
-     Every conv is causal (§5.2): left pad K - S zeros, right zero pad up to a multiple of S.
+  1. SEANet: conv k7 -> per stage [ResBlock(s), ELU, strided conv k=2r s=r] -> ELU, conv k3.
+     Every conv is causal: left pad K - S zeros, right zero pad up to a multiple of S.
      The high-rate layers (24, 6 and 1.2 kHz: most of the activation memory) run in chunks of
      `chunk_frames` codec frames with each conv's left context carried over (its last K - S
      input rows): the output equals one full pass (all ops causal, every non-final chunk a
@@ -14,12 +14,12 @@ One forward, top to bottom, time-major ([T, C], C contiguous) like the decoder:
      otherwise re-read megabytes of weights for a handful of rows). Each conv is im2col + BLAS
      GEMM in row tiles; a strided conv with k = m*s is a stride-1 conv of m taps over its input
      viewed as [L/s, s*C] (a reshape, no copy).
-  2. Transformer (§5.4) at 25 Hz on the whole sequence: pre-norm LayerNorm (bias), rotate-half
+  2. Transformer at 25 Hz on the whole sequence: pre-norm LayerNorm (bias), rotate-half
      RoPE from position 0, full causal attention (what the official eager/SDPA path computes;
      the config's sliding_window only applies under flash-attention-2), exact-erf GELU MLP,
      layer scales on both branches, no final norm.
-  3. Downsample (§5.5): conv k4 s2, no bias, *replicate* padding -> 12.5 Hz.
-  4. Split RVQ (§5.6): semantic code = nearest codeword of input_proj_sem(x); acoustic codes =
+  3. Downsample: conv k4 s2, no bias, *replicate* padding -> 12.5 Hz.
+  4. Split RVQ: semantic code = nearest codeword of input_proj_sem(x); acoustic codes =
      greedy residual VQ of input_proj_ac(x) (the same latent x, not the semantic residual).
      Codebooks are embed_sum / max(cluster_usage, 1e-5) (done by GGUFView / `edgetts quantize`).
      Only the first encoder_valid_num_quantizers codes are kept (the official encode()
