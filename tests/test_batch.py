@@ -453,3 +453,25 @@ def _mentions(proc: Path, text: str) -> bool:
         return text.encode() in (proc / "cmdline").read_bytes()
     except OSError:
         return False
+
+
+def test_voice_files_clone_lines(tmp_path):
+    """Lines with `voice` (a saved edgetts.Voice, path relative to the input file) speak in that
+    voice: the samples equal TTS.generate(voice=...) with the same seed."""
+    from conftest import FIXTURES
+    from edgetts import Voice
+
+    base = FIXTURES / "tiny_clone"
+    tts = edgetts.load(base)
+    tts.clone_voice(base / "ref.wav").save(tmp_path / "plain.safetensors")
+    tts.clone_voice(base / "ref.wav", ref_text="Good morning, how are you today?").save(tmp_path / "icl.safetensors")
+    lines = [{"id": "a", "text": "Hello there.", "voice": "plain.safetensors", "seed": 3},
+             {"id": "b", "text": "Hello there.", "voice": "icl.safetensors", "seed": 3}]
+    src = write_input(tmp_path / "in.jsonl", lines)
+    s = edgetts.batch(src, tmp_path / "out", BatchOptions(model=str(base), workers=1, progress=False))
+    assert (s.done, s.failed) == (2, 0)
+    for d in lines:
+        want = tts.generate(normalize(d["text"], "auto"), seed=3, voice=Voice.load(tmp_path / d["voice"])).audio
+        path = write_audio(tmp_path / "ref.wav", want, tts.sample_rate)
+        got = sf.read(str(tmp_path / "out" / f"{d['id']}.wav"), dtype="int16")[0]
+        np.testing.assert_array_equal(got, sf.read(str(path), dtype="int16")[0])

@@ -15,8 +15,6 @@ import json
 import math
 import shutil
 import subprocess
-import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,7 +27,7 @@ from edgetts.errors import EdgeTTSError
 from edgetts.models.speaker import mel_filterbank
 from edgetts.voice import resample
 
-FIX = Path(__file__).parent / "fixtures"
+from conftest import FIXTURES as FIX  # noqa: E402
 CLONE = FIX / "tiny_clone"
 REF_WAV = CLONE / "ref.wav"
 CASES = ["c_xvec_stream", "c_xvec_nonstream", "c_icl_stream", "c_icl_nonstream"]

@@ -20,7 +20,7 @@ from edgetts.kernels import encoder_ops as ko
 from edgetts.models.encoder import CodecEncoder
 from test_quantize import _bf16_safetensors
 
-FIXTURES = Path(__file__).parent / "fixtures"
+from conftest import FIXTURES  # noqa: E402
 TINY = FIXTURES / "tiny"
 RNG = np.random.default_rng(5)
 

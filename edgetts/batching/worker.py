@@ -44,10 +44,7 @@ class Synthesizer:
 
     def _voice(self, path: str):
         if path not in self._voices:
-            try:
-                from edgetts.voice import Voice   # lazy: only lines with a voice file need it
-            except ImportError as e:
-                raise EdgeTTSError(f"voice {path}: this edgetts cannot read voice files ({e})") from None
+            from ..voice import Voice   # lazy: only lines with a voice file need it
             try:
                 self._voices[path] = Voice.load(path)
             except EdgeTTSError as e:
