@@ -3,6 +3,10 @@
     tts = edgetts.load("Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice")
     res = tts.generate("Hello.", speaker="ryan", language="english")
     res.audio  # float32 at tts.sample_rate (None if the checkpoint has no codec)
+
+One TTS runs one generation at a time (edgetts.busy): calls from several threads wait for each
+other; a stream holds the model until it is exhausted or closed. Starting a second generation in
+the thread that holds the model (generate() inside a stream loop) raises EdgeTTSError at once.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import weights as _weights
+from .busy import ModelLock
 from .errors import EdgeTTSError
 from .gguf import constants as K
 from .gguf.names import GGUFView
@@ -23,8 +28,11 @@ from .kvcache import KVCache
 from .models import config as _config
 from .models.predictor import Predictor
 from .models.talker import Talker
-from .pipeline import Limits, Sampling, Stats, build_prompt, frame_limits, generate_frames
+from .pipeline import Limits, Sampling, Stats, StopGuard, build_prompt, frame_limits, generate_frames
 from .text.tokenizer import TextTokenizer
+
+
+FRAME_RATE_12HZ = 12.5   # Qwen3-TTS-12Hz frames per second, when a checkpoint has no codec to say
 
 
 @dataclass
@@ -63,6 +71,8 @@ class TTS:
         from .models.codec_precision import plan_precision
         plan_precision(codec_precision)  # a bad name fails here, not later on the codec thread
         self.codec_precision = codec_precision
+        self.lock = ModelLock()   # one generation / stream at a time (see edgetts.busy)
+        self.stop_guard = StopGuard()   # ends a sentence whose output is stuck (pipeline.StopGuard)
         self.checkpoint = ck = checkpoint
         # The codec loads on a second thread while the LM loads (cold start: both are CPU work
         # on separate cores); `self.codec` waits for it and re-raises its error, if any.
@@ -126,6 +136,18 @@ class TTS:
         if self.checkpoint.codec is None:
             return _config.SAMPLE_RATE
         return _config.CodecConfig.from_checkpoint(self.checkpoint).sample_rate
+
+    @property
+    def frame_rate(self) -> float:
+        """Code frames per second: sample rate / the codec's samples per frame."""
+        ck = self.checkpoint
+        if ck.codec_config and ck.codec_config.get("decode_upsample_rate"):
+            return self.sample_rate / int(ck.codec_config["decode_upsample_rate"])
+        if ck.codec is not None:
+            spf = ck.codec.metadata.get("qwen3-tts-tokenizer.decode_upsample_rate")
+            if spf:
+                return self.sample_rate / int(spf)
+        return FRAME_RATE_12HZ
 
     @property
     def has_codec(self) -> bool:
@@ -288,14 +310,29 @@ class TTS:
             sub_top_p=float(top_p if top_p is not None else g.subtalker_top_p))
 
     # -- generation ------------------------------------------------------------------------------
-    def frames(self, text, *, speaker=None, language="auto", instruct=None, speaker_embedding=None,
-               non_streaming_mode=None, greedy=False, seed=None, temperature=None, top_k=None,
-               top_p=None, repetition_penalty=None, max_frames=None, min_frames=None,
-               ref_codes=None, ref_text=None, stats: Stats | None = None):
+    def frames(self, text, **kw):
         """Generator of each frame's codes (int64 [groups]) as soon as it is produced.
 
         Base models: speaker_embedding= (x-vector) alone, or with ref_codes= [F, groups] and
-        ref_text= (the reference audio's codes and transcript) for in-context cloning (§4.4)."""
+        ref_text= (the reference audio's codes and transcript) for in-context cloning (§4.4).
+        The arguments are checked now; the generator holds the model from its first frame until
+        it is exhausted or closed."""
+        with self.lock.hold("generating"):
+            gen = self._frames(text, **kw)
+        return self._held(gen)
+
+    def _held(self, gen):
+        with self.lock.hold("generating"):
+            try:
+                yield from gen
+            finally:
+                gen.close()
+
+    def _frames(self, text, *, speaker=None, language="auto", instruct=None, speaker_embedding=None,
+                non_streaming_mode=None, greedy=False, seed=None, temperature=None, top_k=None,
+                top_p=None, repetition_penalty=None, max_frames=None, min_frames=None,
+                ref_codes=None, ref_text=None, stop_guard: StopGuard | None = None,
+                stats: Stats | None = None):
         prompt = self._resolve(text, speaker, language, instruct, speaker_embedding, non_streaming_mode,
                                ref_codes, ref_text)
         s = self._sampling(greedy, temperature, top_k, top_p, repetition_penalty)
@@ -303,9 +340,12 @@ class TTS:
             if v <= 0:
                 raise EdgeTTSError(f"{name} must be > 0 (use greedy=True for deterministic output)")
         expected, cap = frame_limits(prompt.n_text, self.cfg.generation.max_new_tokens)
+        guard = stop_guard if stop_guard is not None else self.stop_guard
         lim = Limits(min_frames=2 if min_frames is None else int(min_frames),
                      max_frames=cap if max_frames is None else int(max_frames),
-                     expected_frames=expected)
+                     expected_frames=expected, warn_at_cap=max_frames is None,
+                     stuck_frames=max(0, round(guard.seconds * self.frame_rate)),
+                     stuck_period=guard.max_period, stuck_distinct=guard.max_distinct)
         if lim.max_frames < 0 or lim.min_frames < 0:
             raise EdgeTTSError("max_frames and min_frames must be >= 0")
         rng = np.random.default_rng(seed)
@@ -313,9 +353,13 @@ class TTS:
         return generate_frames(self.talker, self.predictor, self.cfg, prompt, self.cache, s, lim, rng, stats)
 
     def generate(self, text, **kw) -> Result:
+        with self.lock.hold("generating"):
+            return self._generate(text, **kw)
+
+    def _generate(self, text, **kw) -> Result:
         t0 = time.perf_counter()
         stats = kw.pop("stats", None) or Stats()
-        frames = list(self.frames(text, stats=stats, **kw))
+        frames = list(self._frames(text, stats=stats, **kw))
         G = self.cfg.num_code_groups
         codes = np.stack(frames).astype(np.int64) if frames else np.zeros((0, G), np.int64)
         t1 = time.perf_counter()
