@@ -56,6 +56,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"silence between sentence chunks and input lines (default: {JOIN_SILENCE})")
     p.add_argument("--no-normalize", action="store_true",
                    help="speak numbers, currency and dates as written (no spelling out)")
+    p.add_argument("--stuck-stop", type=float, default=None, metavar="SECONDS",
+                   help="end a sentence whose speech repeats itself or stays silent this long "
+                        "(a stuck model; default 4, 0 = never)")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="print real-time factor and time to first audio to stderr")
     # for tests and power users: force the number of frames (80 ms each)
@@ -133,6 +136,8 @@ def run(args) -> int:
         raise EdgeTTSError("--output-raw writes binary audio; pipe it, e.g. | aplay -r 24000 -f S16_LE -c 1 -t raw -")
     if args.sentence_silence < 0:
         raise EdgeTTSError("--sentence-silence must be >= 0")
+    if args.stuck_stop is not None and not args.stuck_stop >= 0:
+        raise EdgeTTSError("--stuck-stop must be >= 0 (0 turns the check off)")
     texts = None if args.list_speakers else _texts(args)
     if texts is not None and (args.text or sys.stdin is None or not sys.stdin.isatty()):
         import itertools                      # fail on empty input before the model load
@@ -150,6 +155,9 @@ def run(args) -> int:
         return 0
     _check_voice(tts, args)
     kw = _options(args)
+    if args.stuck_stop is not None:
+        from .pipeline import StopGuard
+        kw["stop_guard"] = StopGuard(seconds=args.stuck_stop)
 
     sinks = []
     player = None
