@@ -103,7 +103,7 @@ class StuckDetector:
             return False
         for p in range(1, self.period + 1):
             if self.runs[p] + p >= self.window:
-                self.reason = f"a {p}-frame pattern repeated" if p > 1 else "the same frame repeated"
+                self.reason = f"a {p}-frame pattern repeated" if p > 1 else "one code repeated"
                 return True
         if len(self.counts) <= self.distinct:
             self.reason = f"only {len(self.counts)} different codes (silence or noise)"

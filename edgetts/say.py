@@ -123,7 +123,10 @@ def _options(args) -> dict:
 
 
 def _one_line_warnings() -> None:
+    from .pipeline import StopWarning
+
     warnings.formatwarning = lambda msg, *a, **k: f"edgetts: warning: {msg}\n"
+    warnings.simplefilter("always", StopWarning)   # one line per cut sentence, not once per run
 
 
 def run(args) -> int:
