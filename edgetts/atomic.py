@@ -139,6 +139,15 @@ class AtomicOutput:
         self.pending.append((tmp, final))
         return tmp
 
+    def failed(self, e: BaseException, name=None) -> EdgeTTSError:
+        """The one-line error for a write into one of the temporary files that failed with `e`
+        (a partial write or libsndfile's bare "system error" carry no errno: one more byte
+        appended to the newest temporary file shows the cause, ENOSPC, EFBIG, ...)."""
+        probe = probe_write_error(self.pending[-1][0]) if self.pending else None
+        if name is None:
+            name = self.pending[-1][1] if self.pending else "output"
+        return write_error(name, probe or e)
+
     def commit(self) -> list[Path]:
         """fsync each temporary file, then rename it onto its final name."""
         done = []

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import AtomicOutput, probe_write_error, write_error
+from .atomic import AtomicOutput
 from .errors import EdgeTTSError
 
 FILE_FORMATS = {  # extension -> (soundfile format, subtype)
@@ -230,7 +230,7 @@ class AudioFileWriter:
         self.frames += chunk.size
 
     def _failed(self, e: Exception) -> EdgeTTSError:
-        err = write_error(self.path, probe_write_error(self._tmp) or e)
+        err = self._out.failed(e, self.path)
         self.abort()
         return err
 
