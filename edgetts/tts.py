@@ -137,17 +137,12 @@ class TTS:
             return _config.SAMPLE_RATE
         return _config.CodecConfig.from_checkpoint(self.checkpoint).sample_rate
 
-    @property
+    @functools.cached_property
     def frame_rate(self) -> float:
         """Code frames per second: sample rate / the codec's samples per frame."""
-        ck = self.checkpoint
-        if ck.codec_config and ck.codec_config.get("decode_upsample_rate"):
-            return self.sample_rate / int(ck.codec_config["decode_upsample_rate"])
-        if ck.codec is not None:
-            spf = ck.codec.metadata.get("qwen3-tts-tokenizer.decode_upsample_rate")
-            if spf:
-                return self.sample_rate / int(spf)
-        return FRAME_RATE_12HZ
+        if self.checkpoint.codec is None:
+            return FRAME_RATE_12HZ
+        return self.sample_rate / _config.CodecConfig.from_checkpoint(self.checkpoint).samples_per_frame
 
     @property
     def has_codec(self) -> bool:

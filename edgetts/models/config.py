@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from .. import schema
 from ..errors import EdgeTTSError
 from ..gguf import constants as K
 from ..gguf import metadata as gguf_metadata
@@ -94,6 +95,17 @@ class TalkerConfig:
 
 
 # ------------------------------------------------------------------------------ shapes
+def _shape(view, name: str, ndim: int) -> tuple[int, ...]:
+    """The shape of a tensor the config is read from: `ndim` dimensions, none of them zero."""
+    if name not in view:
+        raise EdgeTTSError(f"checkpoint has no tensor {name}")
+    shape = tuple(view[name].shape)
+    if len(shape) != ndim or not all(shape):
+        raise EdgeTTSError(f"{view.weights.path}: tensor {name} has shape {list(shape)}, "
+                           f"expected {ndim} non-zero dimensions")
+    return shape
+
+
 def _stack_from_shapes(view, prefix: str, eps: float, theta: float, max_pos: int,
                        head_name: str) -> StackConfig:
     n_layers = 0
@@ -101,11 +113,14 @@ def _stack_from_shapes(view, prefix: str, eps: float, theta: float, max_pos: int
         n_layers += 1
     if n_layers == 0:
         raise EdgeTTSError(f"checkpoint has no {prefix} layers ({prefix}.blk.0.attn_q.weight missing)")
-    q = view[f"{prefix}.blk.0.attn_q.weight"].shape
-    k = view[f"{prefix}.blk.0.attn_k.weight"].shape
-    hd = view[f"{prefix}.blk.0.attn_q_norm.weight"].shape[0]
-    ffn = view[f"{prefix}.blk.0.ffn_gate.weight"].shape[0]
-    vocab = view[head_name].shape[0]
+    q = _shape(view, f"{prefix}.blk.0.attn_q.weight", 2)
+    k = _shape(view, f"{prefix}.blk.0.attn_k.weight", 2)
+    (hd,) = _shape(view, f"{prefix}.blk.0.attn_q_norm.weight", 1)
+    ffn = _shape(view, f"{prefix}.blk.0.ffn_gate.weight", 2)[0]
+    vocab = _shape(view, head_name, 2)[0]
+    if q[0] % hd or k[0] % hd or q[0] // hd % (k[0] // hd):
+        raise EdgeTTSError(f"{view.weights.path}: {prefix} attention shapes do not fit: q {list(q)}, "
+                           f"k {list(k)}, head_dim {hd}")
     return StackConfig(n_layers=n_layers, hidden=int(q[1]), n_heads=int(q[0]) // hd,
                        n_kv_heads=int(k[0]) // hd, head_dim=int(hd), ffn=int(ffn), vocab=int(vocab),
                        rope_theta=float(theta), eps=float(np.float32(eps)), max_pos=int(max_pos))
@@ -145,7 +160,7 @@ def from_hf(config: dict, generation_config: dict | None, view, where: str = "co
     langs = {str(k).lower(): int(v) for k, v in (tc.get("codec_language_id") or {}).items()}
     spk = {str(k).lower(): int(v) for k, v in (tc.get("spk_id") or {}).items()}
     dia = {str(k).lower(): (v if isinstance(v, str) else "") for k, v in (tc.get("spk_is_dialect") or {}).items()}
-    te = view["talker.text_embd.weight"].shape
+    te = _shape(view, "talker.text_embd.weight", 2)
     text = {_field(path): int(config.get(path, default)) for _, _, path, default in K.TEXT_IDS_KV}
     codec = {_field(path): int(_req(tc, path.split(".")[-1], f"{where}: talker_config"))
              for _, _, path in K.CODEC_IDS_KV}
@@ -168,18 +183,35 @@ def _count_groups(view) -> int:
 
 
 def from_checkpoint(ck) -> TalkerConfig:
-    """TalkerConfig of an edgetts.weights.Checkpoint (HF dir or GGUF)."""
+    """TalkerConfig of an edgetts.weights.Checkpoint (HF dir or GGUF), every value checked
+    (edgetts.schema) and every codec-side id checked against the talker's codec vocabulary."""
     from ..gguf.names import GGUFView
 
     if ck.main is None:
         raise EdgeTTSError(f"{ck.root}: no talker weights (model.safetensors or qwen3-tts GGUF)")
     view = GGUFView(ck.main)
     if ck.main.format == "gguf":
+        where = str(ck.main.path)
+        schema.check_gguf_arrays(ck.main.metadata, where)
         cfg, gen = gguf_metadata.main_config(ck.main.metadata)
-        return from_hf(cfg, gen, view, where=str(ck.main.path))
-    if not ck.config:
-        raise EdgeTTSError(f"{ck.root}: config.json missing next to the safetensors weights")
-    return from_hf(ck.config, ck.generation_config, view, where=str(ck.root / "config.json"))
+        schema.check(cfg, schema.MAIN, where, schema.MAIN_KEYS)
+        schema.check(gen, schema.GENERATION, where, schema.GENERATION_KEYS)
+        gen_where = where
+    else:
+        if not ck.config:
+            raise EdgeTTSError(f"{ck.root}: config.json missing next to the safetensors weights")
+        cfg, gen = ck.config, ck.generation_config
+        where, gen_where = str(ck.root / "config.json"), str(ck.root / "generation_config.json")
+        schema.check(cfg, schema.MAIN, where)
+        schema.check(gen, schema.GENERATION, gen_where)
+    tc = from_hf(cfg, gen, view, where=where)
+    codec_ids = {f.name: getattr(tc, f.name) for f in fields(tc) if f.name.startswith("codec_")}
+    codec_ids.update({f"language {k}": v for k, v in tc.language_ids.items()})
+    codec_ids.update({f"speaker {k}": v for k, v in tc.speaker_ids.items()})
+    schema.check_ids(codec_ids, tc.talker.vocab, where, "codec vocabulary of talker.codec_head")
+    if tc.num_code_groups < 2:
+        raise EdgeTTSError(f"{where}: num_code_groups = {tc.num_code_groups}, expected >= 2")
+    return tc
 
 
 # ------------------------------------------------------------------------------ codec decoder
@@ -251,5 +283,9 @@ class CodecConfig:
         `qwen3-tts-tokenizer` GGUF's metadata)."""
         w = ck.codec
         if w is not None and w.format == "gguf":
-            return cls.from_hf(gguf_metadata.codec_config(w.metadata))
-        return cls.from_hf(ck.codec_config)
+            cfg = gguf_metadata.codec_config(w.metadata)
+            schema.check(cfg, schema.CODEC, str(w.path), schema.CODEC_KEYS)
+        else:
+            cfg = ck.codec_config
+            schema.check(cfg, schema.CODEC, str(ck.root / "speech_tokenizer" / "config.json"))
+        return cls.from_hf(cfg)
