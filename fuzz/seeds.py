@@ -1,0 +1,144 @@
+"""Seed inputs for the fuzz targets, made from the tiny test fixture (nothing is committed).
+
+    python fuzz/seeds.py OUT_DIR       # OUT_DIR/{gguf,safetensors,config,model}/...
+
+gguf:        the tiny model converted by `quantize` (talker + codec GGUF, Q8_0 and Q4_0), and a
+             micro talker / codec GGUF (the real metadata and tokenizer, a dozen small tensors of
+             every stored type) that loads in full within a few KB
+safetensors: the tiny model.safetensors and codec safetensors, and a micro talker file (F32,
+             F16, BF16, I64, U8 tensors, __metadata__)
+config:      the fixture's three JSON files, each behind its selector byte (see targets.py)
+model:       the converted tiny talker GGUFs
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+TINY = ROOT / "tests" / "fixtures" / "tiny"
+
+
+def _quantized(w, name: str, x: np.ndarray, qtype: str) -> None:
+    import gguf
+    t = gguf.GGMLQuantizationType[qtype]
+    w.add_tensor(name, gguf.quants.quantize(x.astype(np.float32), t), raw_dtype=t)
+
+
+def micro_talker_gguf(path: Path) -> None:
+    """The tiny fixture's talker metadata (and tokenizer) over micro tensors of each type."""
+    import gguf
+    from quantize import convert
+    from quantize.writer import _ADD
+
+    cfg = json.loads((TINY / "config.json").read_text())
+    gen = json.loads((TINY / "generation_config.json").read_text())
+    rng = np.random.default_rng(0)
+    tc = cfg["talker_config"]
+    vocab = max([int(tc["codec_eos_token_id"])] + [int(v) for v in tc.get("spk_id", {}).values()]
+                + [int(v) for v in tc.get("codec_language_id", {}).values()]) + 1
+    w = gguf.GGUFWriter(str(path), "qwen3-tts")
+    w.add_custom_alignment(64)      # general.alignment present: a field to mutate
+    for key, vtype, value in convert.main_kv(cfg, gen, TINY, "tiny"):
+        if vtype.endswith("[]"):
+            w.add_array(key, list(value))
+        else:
+            getattr(w, _ADD[vtype])(key, value)
+    r = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    for p in ("talker", "code_pred"):
+        _quantized(w, f"{p}.blk.0.attn_q.weight", r(32, 32), "Q8_0")
+        w.add_tensor(f"{p}.blk.0.attn_k.weight", r(16, 32).astype(np.float16))
+        w.add_tensor(f"{p}.blk.0.attn_q_norm.weight", r(16))
+        _quantized(w, f"{p}.blk.0.ffn_gate.weight", r(32, 32), "Q4_0")
+    _quantized(w, "talker.codec_head.weight", r(-(-vocab // 32) * 32, 32), "Q4_0")
+    w.add_tensor("code_pred.lm_head.0.weight", r(64, 32).astype(np.float16))
+    w.add_tensor("talker.text_embd.weight", r(8, 32))
+    w.add_tensor("extra.i32", np.arange(4, dtype=np.int32))
+    w.add_tensor("extra.f64", np.arange(3, dtype=np.float64))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def micro_codec_gguf(path: Path) -> None:
+    import gguf
+    from quantize import convert
+    from quantize.writer import _ADD
+
+    ccfg = json.loads((TINY / "speech_tokenizer" / "config.json").read_text())
+    w = gguf.GGUFWriter(str(path), "qwen3-tts-tokenizer")
+    for key, vtype, value in convert.codec_kv(ccfg, ccfg["decoder_config"]["codebook_dim"] // 2):
+        if vtype.endswith("[]"):
+            w.add_array(key, list(value))
+        else:
+            getattr(w, _ADD[vtype])(key, value)
+    rng = np.random.default_rng(1)
+    w.add_tensor("tok_dec.vq_first.0.codebook", rng.standard_normal((16, 8)).astype(np.float32))
+    w.add_tensor("tok_dec.pre_conv.weight", rng.standard_normal((3, 8, 4)).astype(np.float16))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def micro_talker_safetensors(path: Path) -> None:
+    rng = np.random.default_rng(2)
+    arrays = {}
+    for p in ("talker.model", "talker.code_predictor.model"):
+        arrays[f"{p}.layers.0.self_attn.q_proj.weight"] = rng.standard_normal((32, 32)).astype(np.float32)
+        arrays[f"{p}.layers.0.self_attn.k_proj.weight"] = rng.standard_normal((16, 32)).astype(np.float16)
+        arrays[f"{p}.layers.0.self_attn.q_norm.weight"] = np.ones(16, np.float32)
+        arrays[f"{p}.layers.0.mlp.gate_proj.weight"] = rng.standard_normal((32, 32)).astype(np.float16)
+    arrays["talker.codec_head.weight"] = rng.standard_normal((320, 32)).astype(np.float16)
+    arrays["talker.code_predictor.lm_head.0.weight"] = rng.standard_normal((64, 32)).astype(np.float16)
+    arrays["talker.model.text_embedding.weight"] = rng.standard_normal((8, 32)).astype(np.float32)
+    arrays["extra.i64"] = np.arange(3, dtype=np.int64)
+    arrays["extra.u8"] = np.arange(5, dtype=np.uint8)
+    # BF16 has no numpy dtype: write the header by hand for one raw-bits tensor
+    header, blobs, off = {"__metadata__": {"format": "pt"}}, [], 0
+    for name, a in list(arrays.items()) + [("extra.bf16", np.arange(6, dtype=np.uint16))]:
+        dt = "BF16" if name == "extra.bf16" else {"float32": "F32", "float16": "F16", "int64": "I64",
+                                                   "uint8": "U8"}[str(a.dtype)]
+        b = a.tobytes()
+        header[name] = {"dtype": dt, "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    path.write_bytes(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def make(out: Path) -> Path:
+    from quantize.cli import quantize
+
+    out.mkdir(parents=True, exist_ok=True)
+    for d in ("gguf", "safetensors", "config", "model"):
+        (out / d).mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for q in ("q8_0", "q4_0"):
+            tp, cp = quantize(str(TINY), q, str(Path(tmp) / q), progress=False, out=open("/dev/null", "w"))
+            shutil.copy(tp, out / "gguf" / f"talker-{q}.gguf")
+            shutil.copy(cp, out / "gguf" / f"codec-{q}.gguf")
+            shutil.copy(tp, out / "model" / f"talker-{q}.gguf")
+        shutil.copy(cp, out / "codec.gguf")           # the model target's fixed partner
+    micro_talker_gguf(out / "gguf" / "micro-talker.gguf")
+    micro_codec_gguf(out / "gguf" / "micro-codec.gguf")
+    shutil.copy(TINY / "model.safetensors", out / "safetensors" / "tiny-model.safetensors")
+    shutil.copy(TINY / "speech_tokenizer" / "model.safetensors", out / "safetensors" / "tiny-codec.safetensors")
+    micro_talker_safetensors(out / "safetensors" / "micro-talker.safetensors")
+    for i, name in enumerate(("config.json", "generation_config.json", "speech_tokenizer/config.json")):
+        (out / "config" / f"{i}-{Path(name).name}").write_bytes(bytes([i]) + (TINY / name).read_bytes())
+    return out
+
+
+if __name__ == "__main__":
+    make(Path(sys.argv[1]))
