@@ -14,6 +14,7 @@ import pytest
 import edgetts
 from edgetts import weights as W
 from edgetts.errors import EdgeTTSError
+from test_weights import write_gguf
 
 TINY = Path(__file__).resolve().parent / "fixtures" / "tiny"
 
@@ -21,21 +22,6 @@ TINY = Path(__file__).resolve().parent / "fixtures" / "tiny"
 def safetensors_bytes(header: dict, body: bytes) -> bytes:
     h = json.dumps(header).encode()
     return struct.pack("<Q", len(h)) + h + body
-
-
-def write_gguf(path: Path, tensors: dict, kv: dict | None = None, align: int | None = None) -> Path:
-    w = gguf.GGUFWriter(str(path), "qwen3-tts")
-    if align:
-        w.add_custom_alignment(align)
-    for k, v in (kv or {}).items():
-        w.add_string(k, v)
-    for name, a in tensors.items():
-        w.add_tensor(name, a)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
 
 
 def patch_tensor_field(path: Path, index: int, part: int, value: int) -> None:
@@ -104,7 +90,7 @@ def test_shard_index_must_stay_in_its_folder(tmp_path):
 # ------------------------------------------------------------------------------ GGUF
 def test_gguf_overlap_misalignment_duplicates_and_sizes(tmp_path):
     a, b = np.arange(8, dtype=np.float32), np.arange(16, dtype=np.float32)
-    src = write_gguf(tmp_path / "ok.gguf", {"a": a, "b": b})
+    src = write_gguf(tmp_path / "ok.gguf", "qwen3-tts", {"a": a, "b": b})
     assert W.read_gguf(src)["b"].numpy().tolist() == b.tolist()
     second = gguf.GGUFReader(str(src)).tensors[1].data_offset - gguf.GGUFReader(str(src)).tensors[0].data_offset
 
@@ -124,7 +110,11 @@ def test_gguf_overlap_misalignment_duplicates_and_sizes(tmp_path):
 
 
 def test_gguf_bad_alignment_value(tmp_path):
-    p = write_gguf(tmp_path / "a.gguf", {"a": np.zeros(4, np.float32)}, align=64)
+    p = tmp_path / "a.gguf"
+    w = gguf.GGUFWriter(str(p), "qwen3-tts")
+    w.add_custom_alignment(64)
+    w.add_tensor("a", np.zeros(4, np.float32))
+    w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file(), w.close()
     r = gguf.GGUFReader(str(p))
     part = r.fields["general.alignment"].parts[-1]
     pos = part.ctypes.data - r.data.ctypes.data
