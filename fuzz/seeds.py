@@ -13,6 +13,7 @@ model:       the converted tiny talker GGUFs
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
 import sys
@@ -118,14 +119,15 @@ def micro_talker_safetensors(path: Path) -> None:
 
 
 def make(out: Path) -> Path:
-    from quantize.cli import quantize
+    from quantize.convert import convert
 
     out.mkdir(parents=True, exist_ok=True)
     for d in ("gguf", "safetensors", "config", "model"):
         (out / d).mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         for q in ("q8_0", "q4_0"):
-            tp, cp = quantize(str(TINY), q, str(Path(tmp) / q), progress=False, out=open("/dev/null", "w"))
+            with open(os.devnull, "w") as quiet:
+                tp, cp = convert(TINY, q, Path(tmp) / q, progress=False, out=quiet)
             shutil.copy(tp, out / "gguf" / f"talker-{q}.gguf")
             shutil.copy(cp, out / "gguf" / f"codec-{q}.gguf")
             shutil.copy(tp, out / "model" / f"talker-{q}.gguf")

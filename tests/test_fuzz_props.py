@@ -230,3 +230,12 @@ def test_gguf_errors_name_the_key(tmp_path):
     src.write_bytes(bytes(raw))
     with pytest.raises(EdgeTTSError, match=r"t\.gguf: qwen3-tts\.talker\.attention\.layer_norm_rms_epsilon must be > 0"):
         C.from_checkpoint(W.open(src))
+
+
+def test_fuzz_seeds_and_targets(tmp_path, load):
+    """fuzz/seeds.py makes every target's seeds; each is a load or an EdgeTTSError, and every
+    target has seeds that load in full (so the fuzzer starts from working files)."""
+    seeds = fuzz_seeds.make(tmp_path / "seeds")
+    for target in ("gguf", "safetensors", "config"):
+        results = [load(target, f.read_bytes()) for f in sorted((seeds / target).iterdir())]
+        assert results and "load" in results and set(results) <= {"load", "error"}, (target, results)
