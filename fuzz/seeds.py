@@ -34,6 +34,34 @@ def _quantized(w, name: str, x: np.ndarray, qtype: str) -> None:
     w.add_tensor(name, gguf.quants.quantize(x.astype(np.float32), t), raw_dtype=t)
 
 
+def micro_talker_tensors() -> dict[str, np.ndarray]:
+    """GGUF name -> float32 array: a complete one-layer talker + code predictor (hidden 32, 2 query
+    heads / 1 kv head of 16), its codec vocabulary just wide enough for the fixture's ids."""
+    tc = json.loads((TINY / "config.json").read_text())["talker_config"]
+    vocab = max([int(tc["codec_eos_token_id"])] + [int(v) for v in tc.get("spk_id", {}).values()]
+                + [int(v) for v in tc.get("codec_language_id", {}).values()]) + 1
+    rng = np.random.default_rng(0)
+    hidden, hd, ffn, groups = 32, 16, 32, int(tc["num_code_groups"])
+    shapes = {}
+    for p in ("talker", "code_pred"):
+        b = f"{p}.blk.0."
+        shapes.update({b + "attn_norm.weight": (hidden,), b + "ffn_norm.weight": (hidden,),
+                       b + "attn_q_norm.weight": (hd,), b + "attn_k_norm.weight": (hd,),
+                       b + "attn_q.weight": (2 * hd, hidden), b + "attn_k.weight": (hd, hidden),
+                       b + "attn_v.weight": (hd, hidden), b + "attn_output.weight": (hidden, 2 * hd),
+                       b + "ffn_gate.weight": (ffn, hidden), b + "ffn_up.weight": (ffn, hidden),
+                       b + "ffn_down.weight": (hidden, ffn), f"{p}.output_norm.weight": (hidden,)})
+    rows = -(-vocab // 32) * 32
+    shapes.update({"talker.codec_embd.weight": (rows, hidden), "talker.codec_head.weight": (rows, hidden),
+                   "talker.text_embd.weight": (8, hidden),
+                   "talker.text_proj.fc1.weight": (hidden, hidden), "talker.text_proj.fc1.bias": (hidden,),
+                   "talker.text_proj.fc2.weight": (hidden, hidden), "talker.text_proj.fc2.bias": (hidden,)})
+    for j in range(groups - 1):
+        shapes[f"code_pred.codec_embd.{j}.weight"] = (64, hidden)
+        shapes[f"code_pred.lm_head.{j}.weight"] = (64, hidden)
+    return {n: rng.standard_normal(s).astype(np.float32) for n, s in shapes.items()}
+
+
 def micro_talker_gguf(path: Path) -> None:
     """The tiny fixture's talker metadata (and tokenizer) over micro tensors of each type."""
     import gguf
@@ -42,10 +70,6 @@ def micro_talker_gguf(path: Path) -> None:
 
     cfg = json.loads((TINY / "config.json").read_text())
     gen = json.loads((TINY / "generation_config.json").read_text())
-    rng = np.random.default_rng(0)
-    tc = cfg["talker_config"]
-    vocab = max([int(tc["codec_eos_token_id"])] + [int(v) for v in tc.get("spk_id", {}).values()]
-                + [int(v) for v in tc.get("codec_language_id", {}).values()]) + 1
     w = gguf.GGUFWriter(str(path), "qwen3-tts")
     w.add_custom_alignment(64)      # general.alignment present: a field to mutate
     for key, vtype, value in convert.main_kv(cfg, gen, TINY, "tiny"):
@@ -53,15 +77,15 @@ def micro_talker_gguf(path: Path) -> None:
             w.add_array(key, list(value))
         else:
             getattr(w, _ADD[vtype])(key, value)
-    r = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
-    for p in ("talker", "code_pred"):
-        _quantized(w, f"{p}.blk.0.attn_q.weight", r(32, 32), "Q8_0")
-        w.add_tensor(f"{p}.blk.0.attn_k.weight", r(16, 32).astype(np.float16))
-        w.add_tensor(f"{p}.blk.0.attn_q_norm.weight", r(16))
-        _quantized(w, f"{p}.blk.0.ffn_gate.weight", r(32, 32), "Q4_0")
-    _quantized(w, "talker.codec_head.weight", r(-(-vocab // 32) * 32, 32), "Q4_0")
-    w.add_tensor("code_pred.lm_head.0.weight", r(64, 32).astype(np.float16))
-    w.add_tensor("talker.text_embd.weight", r(8, 32))
+    types = iter(["Q8_0", "Q4_0", "F16", "BF16", "F32"] * 40)   # every stored type the loaders read
+    for name, x in micro_talker_tensors().items():
+        t = next(types) if x.ndim == 2 else "F32"
+        if t == "F32":
+            w.add_tensor(name, x)
+        elif t == "F16":
+            w.add_tensor(name, x.astype(np.float16))
+        else:
+            _quantized(w, name, x, t)
     w.add_tensor("extra.i32", np.arange(4, dtype=np.int32))
     w.add_tensor("extra.f64", np.arange(3, dtype=np.float64))
     w.write_header_to_file()
@@ -92,24 +116,25 @@ def micro_codec_gguf(path: Path) -> None:
 
 
 def micro_talker_safetensors(path: Path) -> None:
-    rng = np.random.default_rng(2)
-    arrays = {}
-    for p in ("talker.model", "talker.code_predictor.model"):
-        arrays[f"{p}.layers.0.self_attn.q_proj.weight"] = rng.standard_normal((32, 32)).astype(np.float32)
-        arrays[f"{p}.layers.0.self_attn.k_proj.weight"] = rng.standard_normal((16, 32)).astype(np.float16)
-        arrays[f"{p}.layers.0.self_attn.q_norm.weight"] = np.ones(16, np.float32)
-        arrays[f"{p}.layers.0.mlp.gate_proj.weight"] = rng.standard_normal((32, 32)).astype(np.float16)
-    arrays["talker.codec_head.weight"] = rng.standard_normal((320, 32)).astype(np.float16)
-    arrays["talker.code_predictor.lm_head.0.weight"] = rng.standard_normal((64, 32)).astype(np.float16)
-    arrays["talker.model.text_embedding.weight"] = rng.standard_normal((8, 32)).astype(np.float32)
-    arrays["extra.i64"] = np.arange(3, dtype=np.int64)
-    arrays["extra.u8"] = np.arange(5, dtype=np.uint8)
-    # BF16 has no numpy dtype: write the header by hand for one raw-bits tensor
+    """The micro talker under its Hugging Face names (the fixture's names mapped through
+    edgetts.gguf.names), F32 / F16 / BF16, plus I64 and U8 extras and __metadata__."""
+    from safetensors import safe_open
+
+    from edgetts.gguf.names import hf_to_gguf
+
+    micro = micro_talker_tensors()
+    with safe_open(str(TINY / "model.safetensors"), "numpy") as f:
+        hf_names = {hf_to_gguf(n): n for n in f.keys()}
+    arrays = [(hf_names[g], x) for g, x in micro.items()]
+    arrays += [("extra.i64", np.arange(3, dtype=np.int64)), ("extra.u8", np.arange(5, dtype=np.uint8))]
     header, blobs, off = {"__metadata__": {"format": "pt"}}, [], 0
-    for name, a in list(arrays.items()) + [("extra.bf16", np.arange(6, dtype=np.uint16))]:
-        dt = "BF16" if name == "extra.bf16" else {"float32": "F32", "float16": "F16", "int64": "I64",
-                                                   "uint8": "U8"}[str(a.dtype)]
-        b = a.tobytes()
+    for i, (name, a) in enumerate(arrays):
+        if a.dtype == np.float32:
+            dt = ("F32", "F16", "BF16")[i % 3]
+            b = {"F32": a, "F16": a.astype(np.float16),
+                 "BF16": (a.view(np.uint32) >> 16).astype(np.uint16)}[dt].tobytes()
+        else:
+            dt, b = {"int64": "I64", "uint8": "U8"}[str(a.dtype)], a.tobytes()
         header[name] = {"dtype": dt, "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
         blobs.append(b)
         off += len(b)

@@ -175,3 +175,23 @@ def test_broken_tokenizer_is_an_error_not_silence(tmp_path):
     (d / "merges.txt").write_text("#version: 0.2\nthis line has three words\n")
     with pytest.raises(EdgeTTSError, match="unusable text tokenizer"):
         edgetts.load(d)
+
+
+@pytest.mark.parametrize("name,shape", [("talker.model.codec_embedding.weight", (0, None)),
+                                        ("talker.model.layers.1.mlp.down_proj.weight", (None, 3)),
+                                        ("talker.code_predictor.lm_head.0.weight", (None,))])
+def test_model_tensor_shapes_checked_at_load(tmp_path, name, shape):
+    """Every tensor the models read must have the shape the config implies (a zero-row codec
+    embedding used to fail inside the matmul packing with a ValueError)."""
+    from safetensors.numpy import load_file, save_file
+    d = _tiny_copy(tmp_path)
+    t = load_file(str(TINY / "model.safetensors"))
+    old = t[name]
+    new = tuple(o if s is None else s for o, s in zip(old.shape, shape)) if len(shape) == old.ndim else (old.shape[0],)
+    t[name] = np.zeros(new, np.float32)
+    (d / "model.safetensors").unlink()
+    save_file(t, str(d / "model.safetensors"))
+    with pytest.raises(EdgeTTSError) as e:
+        edgetts.load(d)
+    msg = one_line(e)
+    assert "model.safetensors" in msg and "has shape" in msg and "expected" in msg, msg

@@ -182,6 +182,50 @@ def _count_groups(view) -> int:
     return n + 1
 
 
+def _stack_shapes(prefix: str, s: StackConfig) -> dict[str, tuple]:
+    q, kv = s.n_heads * s.head_dim, s.n_kv_heads * s.head_dim
+    out = {f"{prefix}.output_norm.weight": (s.hidden,)}
+    for i in range(s.n_layers):
+        b = f"{prefix}.blk.{i}."
+        out.update({b + "attn_norm.weight": (s.hidden,), b + "ffn_norm.weight": (s.hidden,),
+                    b + "attn_q_norm.weight": (s.head_dim,), b + "attn_k_norm.weight": (s.head_dim,),
+                    b + "attn_q.weight": (q, s.hidden), b + "attn_k.weight": (kv, s.hidden),
+                    b + "attn_v.weight": (kv, s.hidden), b + "attn_output.weight": (s.hidden, q),
+                    b + "ffn_gate.weight": (s.ffn, s.hidden), b + "ffn_up.weight": (s.ffn, s.hidden),
+                    b + "ffn_down.weight": (s.hidden, s.ffn)})
+    return out
+
+
+def expected_shapes(tc: TalkerConfig, view) -> dict[str, tuple]:
+    """The shape of every talker / code-predictor tensor the models read, from the sizes the
+    config took from the first layer (None: any size; the text projection's width is its own)."""
+    t, c = tc.talker, tc.predictor
+    inner = view["talker.text_proj.fc1.weight"].shape[0] if "talker.text_proj.fc1.weight" in view else None
+    out = {**_stack_shapes("talker", t), **_stack_shapes("code_pred", c),
+           "talker.text_embd.weight": (tc.text_vocab, tc.text_hidden),
+           "talker.text_proj.fc1.weight": (inner, tc.text_hidden), "talker.text_proj.fc1.bias": (inner,),
+           "talker.text_proj.fc2.weight": (t.hidden, inner), "talker.text_proj.fc2.bias": (t.hidden,),
+           "talker.codec_embd.weight": (t.vocab, t.hidden), "talker.codec_head.weight": (t.vocab, t.hidden)}
+    for j in range(tc.num_code_groups - 1):
+        out[f"code_pred.codec_embd.{j}.weight"] = (c.vocab, t.hidden)
+        out[f"code_pred.lm_head.{j}.weight"] = (c.vocab, c.hidden)
+    if "code_pred.mtp_proj.weight" in view or c.hidden != t.hidden:
+        out["code_pred.mtp_proj.weight"] = (c.hidden, t.hidden)
+        out["code_pred.mtp_proj.bias"] = (c.hidden,)
+    return out
+
+
+def check_shapes(tc: TalkerConfig, view, where: str) -> None:
+    """Every tensor the talker and code predictor read exists, with its expected shape."""
+    for name, want in expected_shapes(tc, view).items():
+        if name not in view:
+            raise EdgeTTSError(f"{where}: tensor {name} is missing")
+        got = tuple(view[name].shape)
+        if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want)) or not all(got):
+            shown = [w if w is not None else "*" for w in want]
+            raise EdgeTTSError(f"{where}: tensor {name} has shape {list(got)}, expected {shown}")
+
+
 def from_checkpoint(ck) -> TalkerConfig:
     """TalkerConfig of an edgetts.weights.Checkpoint (HF dir or GGUF), every value checked
     (edgetts.schema) and every codec-side id checked against the talker's codec vocabulary."""
@@ -211,6 +255,7 @@ def from_checkpoint(ck) -> TalkerConfig:
     schema.check_ids(codec_ids, tc.talker.vocab, where, "codec vocabulary of talker.codec_head")
     if tc.num_code_groups < 2:
         raise EdgeTTSError(f"{where}: num_code_groups = {tc.num_code_groups}, expected >= 2")
+    check_shapes(tc, view, str(ck.main.path))
     return tc
 
 
