@@ -28,8 +28,9 @@ def main() -> int:
     ap.add_argument("--target", required=True, choices=("gguf", "safetensors", "config", "model"))
     ap.add_argument("--runs", type=int, default=100_000)
     ap.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "edgetts-fuzz")
-    ap.add_argument("--max-len", type=int, default=65536,
-                    help="largest input in bytes (longer seeds are cut; 0: the largest seed)")
+    ap.add_argument("--max-len", type=int, default=None,
+                    help="largest input in bytes (longer seeds are cut; 0: the largest seed); default: "
+                         "256 KB for the readers (the micro seeds fit whole), 64 KB for config, 0 for model")
     ap.add_argument("--seed", type=int, default=1, help="libFuzzer random seed")
     ap.add_argument("--timeout", type=int, default=30, help="seconds one input may take")
     ap.add_argument("--rss-limit-mb", type=int, default=2048)
@@ -67,8 +68,10 @@ def main() -> int:
     lf = [sys.argv[0], f"-runs={args.runs}", f"-seed={args.seed}", f"-timeout={args.timeout}",
           f"-rss_limit_mb={args.rss_limit_mb}", f"-artifact_prefix={args.workdir}/crash-{args.target}-",
           "-print_final_stats=1", *extra, str(corpus), str(seeds / args.target)]
-    if args.max_len:
-        lf.insert(1, f"-max_len={args.max_len}")
+    max_len = args.max_len if args.max_len is not None else \
+        {"gguf": 1 << 18, "safetensors": 1 << 18, "model": 0}.get(args.target, 1 << 16)
+    if max_len:
+        lf.insert(1, f"-max_len={max_len}")
     atheris.Setup(lf, test_one_input)
     atheris.Fuzz()
     return 0
