@@ -19,12 +19,12 @@ from __future__ import annotations
 import os
 import queue
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import AtomicOutput
 from .errors import EdgeTTSError
 
 FILE_FORMATS = {  # extension -> (soundfile format, subtype)
@@ -202,47 +202,53 @@ def check_output_path(path) -> Path:
 class AudioFileWriter:
     """Streams chunks into a temporary file next to `path`; `commit()` renames it into place.
 
-    Anything that ends without commit() (an error, Ctrl-C) removes the temporary file, so a
-    failed run never leaves a half-written output behind.
+    Anything that ends without commit() (an error, Ctrl-C, SIGTERM, a full disk) removes the
+    temporary file, so a failed run never leaves a half-written output behind and an existing
+    file at `path` stays as it was (edgetts.atomic.AtomicOutput).
     """
 
     def __init__(self, path, sample_rate: int):
         import soundfile as sf
         self.path = check_output_path(path)
         fmt, subtype = FILE_FORMATS[self.path.suffix.lower()]
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part",
-                                   dir=self.path.parent if str(self.path.parent) else ".")
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._out = AtomicOutput()
+        self._tmp = self._out.temp(self.path)
         self.frames = 0
         try:
-            self._file = sf.SoundFile(tmp, "w", samplerate=int(sample_rate), channels=1,
+            self._file = sf.SoundFile(str(self._tmp), "w", samplerate=int(sample_rate), channels=1,
                                       format=fmt, subtype=subtype)
         except Exception as e:
-            self._tmp.unlink(missing_ok=True)
+            self._out.abort()
             raise EdgeTTSError(f"{self.path}: cannot write ({e})") from None
 
     def write(self, chunk) -> None:
         chunk = np.clip(np.asarray(chunk, np.float32).reshape(-1), -1.0, 1.0)
-        self._file.write(chunk)
+        try:
+            self._file.write(chunk)
+        except Exception as e:  # libsndfile reports a full disk as a bare "system error"
+            raise self._failed(e) from None
         self.frames += chunk.size
 
+    def _failed(self, e: Exception) -> EdgeTTSError:
+        err = self._out.failed(e, self.path)
+        self.abort()
+        return err
+
     def commit(self) -> Path:
-        self._file.close()
         try:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self._tmp, 0o666 & ~umask)  # mkstemp made it 0600
-            os.replace(self._tmp, self.path)
-        except OSError as e:
-            self._tmp.unlink(missing_ok=True)
-            raise EdgeTTSError(f"{self.path}: cannot write ({e.strerror})") from None
+            self._file.close()   # writes the header's final sizes
+        except Exception as e:
+            raise self._failed(e) from None
+        self._out.commit()
         return self.path
 
     def abort(self) -> None:
         if not self._file.closed:
-            self._file.close()
-        self._tmp.unlink(missing_ok=True)
+            try:
+                self._file.close()
+            except Exception:   # the file is being discarded; a failing flush does not matter
+                pass
+        self._out.abort()
 
     def __enter__(self):
         return self

@@ -32,14 +32,17 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from .atomic import exit_code, signals_unwind
+
     try:
-        return int(args.func(args) or 0)
+        with signals_unwind():   # SIGTERM/SIGHUP unwind like Ctrl-C: no partial output files
+            return int(args.func(args) or 0)
     except EdgeTTSError as e:
         print(f"edgetts: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print("edgetts: interrupted", file=sys.stderr)
-        return 130
+        return exit_code(e)
 
 
 if __name__ == "__main__":

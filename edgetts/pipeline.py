@@ -4,10 +4,18 @@ build_prompt(): the dual-track prompt rows (text track P(.) + codec track E(.)) 
 text rows fed one per generated frame. generate_frames(): prefill, then per frame the code
 predictor, the summed frame embedding + next text row through one talker step, and the code-0
 sampling in HF order; yields every frame's codes as soon as they exist.
+
+Stop guards (a model that never says EOS must not talk forever): EOS is masked before
+`min_frames`, gets a growing bias past `expected_frames`, and `max_frames` is a hard cap (with a
+StopWarning when the cap was not the caller's own choice). `StuckDetector` ends a sentence whose
+first codes (the semantic codebook) are stuck: a pattern of at most `stuck_period` frames
+repeated, or at most `stuck_distinct` different codes (silence, a hum), over `stuck_frames`.
 """
 from __future__ import annotations
 
 import time
+import warnings
+from collections import Counter, deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +53,62 @@ class Limits:
     max_frames: int = 2048        # hard cap on produced frames
     expected_frames: int = 1 << 30  # past this, EOS gets a growing bias
     eos_bias_per_frame: float = 0.1
+    warn_at_cap: bool = False     # StopWarning when max_frames ends a sentence (a derived cap)
+    stuck_frames: int = 0         # StuckDetector window in frames (0: off)
+    stuck_period: int = 4         # longest repeating pattern, in frames
+    stuck_distinct: int = 2       # this few different first codes over the window is stuck too
+
+
+@dataclass
+class StopGuard:
+    """The stuck-output guard in user terms (TTS.stop_guard; `say --stuck-stop`).
+
+    seconds: how long stuck output may last before the sentence is ended (0: never)."""
+    seconds: float = 4.0
+    max_period: int = 4      # longest repeating pattern, in frames
+    max_distinct: int = 2    # this few different first codes over the window counts as stuck
+
+
+class StopWarning(UserWarning):
+    """A sentence ended by a stop guard (frame cap, stuck output) instead of EOS."""
+
+
+class StuckDetector:
+    """Is the model stuck? Fed each frame's first code; O(stuck_period) per frame.
+
+    stuck when the last `window` codes are periodic with a period <= `period` (one frame or a
+    short pattern over and over) or take at most `distinct` different values (silence, a hum)."""
+
+    def __init__(self, window: int, period: int = 4, distinct: int = 2):
+        self.window = int(window)
+        self.period = max(1, int(period))
+        self.distinct = max(1, int(distinct))
+        self.last = deque(maxlen=self.window)
+        self.counts: Counter = Counter()
+        self.runs = [0] * (self.period + 1)   # runs[p]: trailing frames with c[t] == c[t-p]
+        self.reason = ""
+
+    def __call__(self, c: int) -> bool:
+        last = self.last
+        for p in range(1, self.period + 1):
+            self.runs[p] = self.runs[p] + 1 if len(last) >= p and last[-p] == c else 0
+        if len(last) == self.window:
+            old = last[0]
+            self.counts[old] -= 1
+            if not self.counts[old]:
+                del self.counts[old]
+        last.append(c)
+        self.counts[c] += 1
+        if len(last) < self.window:
+            return False
+        for p in range(1, self.period + 1):
+            if self.runs[p] + p >= self.window:
+                self.reason = f"a {p}-frame pattern repeated" if p > 1 else "one code repeated"
+                return True
+        if len(self.counts) <= self.distinct:
+            self.reason = f"only {len(self.counts)} different codes (silence or noise)"
+            return True
+        return False
 
 
 def frame_limits(n_text: int, max_new_tokens: int) -> tuple[int, int]:
@@ -179,6 +243,8 @@ def generate_frames(talker, predictor, cfg: TalkerConfig, prompt: Prompt, cache,
     eos = cfg.codec_eos_id
     lo, hi = cfg.suppress_range
     trace = stats.trace
+    stuck = StuckDetector(lim.stuck_frames, lim.stuck_period, lim.stuck_distinct) \
+        if lim.stuck_frames > 0 else None
     max_frames = max(0, int(lim.max_frames))
     if max_frames == 0:
         return
@@ -242,8 +308,16 @@ def generate_frames(talker, predictor, cfg: TalkerConfig, prompt: Prompt, cache,
         g += 1
         stats.frames = g
         yield frame.copy()
+        if stuck is not None and stuck(c0):
+            stats.stop = "stuck"
+            warnings.warn(f"a sentence ended early after {g} frames: {stuck.reason} for "
+                          f"{stuck.window} frames (degenerate output)", StopWarning, stacklevel=2)
+            return
         if g >= max_frames:
             stats.stop = "max_frames"
+            if lim.warn_at_cap:
+                warnings.warn(f"a sentence was cut at the frame cap ({max_frames} frames) without "
+                              "an end of speech from the model", StopWarning, stacklevel=2)
             return
         t0 = time.perf_counter()
         embed(frame, row)

@@ -65,6 +65,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"silence between sentence chunks and input lines (default: {JOIN_SILENCE})")
     p.add_argument("--no-normalize", action="store_true",
                    help="speak numbers, currency and dates as written (no spelling out)")
+    p.add_argument("--stuck-stop", type=float, default=None, metavar="SECONDS",
+                   help="end a sentence whose speech repeats itself or stays silent this long "
+                        "(a stuck model; default 4, 0 = never)")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="print real-time factor and time to first audio to stderr")
     # for tests and power users: force the number of frames (80 ms each)
@@ -168,7 +171,10 @@ def _options(args) -> dict:
 
 
 def _one_line_warnings() -> None:
+    from .pipeline import StopWarning
+
     warnings.formatwarning = lambda msg, *a, **k: f"edgetts: warning: {msg}\n"
+    warnings.simplefilter("always", StopWarning)   # one line per cut sentence, not once per run
 
 
 def run(args) -> int:
@@ -182,6 +188,8 @@ def run(args) -> int:
     if args.sentence_silence < 0:
         raise EdgeTTSError("--sentence-silence must be >= 0")
     voice, ref_text = _cloning_args(args)
+    if args.stuck_stop is not None and not args.stuck_stop >= 0:
+        raise EdgeTTSError("--stuck-stop must be >= 0 (0 turns the check off)")
     texts = None if args.list_speakers else _texts(args)
     if texts is not None and (args.text or sys.stdin is None or not sys.stdin.isatty()):
         import itertools                      # fail on empty input before the model load
@@ -202,6 +210,9 @@ def run(args) -> int:
     voice = _clone(tts, args, voice, ref_text)
     if voice is not None:
         kw["voice"] = voice
+    if args.stuck_stop is not None:
+        from .pipeline import StopGuard
+        kw["stop_guard"] = StopGuard(seconds=args.stuck_stop)
 
     sinks = []
     player = None

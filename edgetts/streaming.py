@@ -17,9 +17,13 @@ synthesized with the same settings (speaker, language, seed, ...) and a fresh co
 `join_silence` seconds of silence separate chunks. Closing the iterator early (break, Ctrl-C)
 stops the producer after its current frame; so does `cancel()` from any thread (a server whose
 client went away), after which the iterator ends. An exception in the producer is re-raised here.
+
+The stream holds the model (`tts.lock`, edgetts.busy) from its first chunk until it is exhausted
+or closed: other threads' generations wait; the LM thread works under the stream's hold.
 """
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -86,23 +90,33 @@ class AudioStream:
         return False
 
     # ------------------------------------------------------------------------------------------
+    def _lock(self, how: str):
+        lock = getattr(self.tts, "lock", None)   # edgetts.busy.ModelLock of a TTS
+        if lock is None:
+            return contextlib.nullcontext()
+        return lock.hold("streaming") if how == "hold" else lock.lent()
+
     def _produce(self, q: queue.Queue, stop: threading.Event) -> None:
         try:
-            for i, text in enumerate(self.chunks):
-                if stop.is_set():
-                    break
-                q.put((_CHUNK, i))
-                frames = self.tts.frames(text, **self.kw)
-                try:
-                    for codes in frames:
-                        if stop.is_set():
-                            break
-                        q.put(codes)
-                finally:
-                    frames.close()
-            q.put((_END, None))
+            with self._lock("lent"):
+                self._produce_chunks(q, stop)
         except BaseException as e:  # re-raised in the consumer
             q.put((_ERROR, e))
+
+    def _produce_chunks(self, q: queue.Queue, stop: threading.Event) -> None:
+        for i, text in enumerate(self.chunks):
+            if stop.is_set():
+                break
+            q.put((_CHUNK, i))
+            frames = self.tts.frames(text, **self.kw)
+            try:
+                for codes in frames:
+                    if stop.is_set():
+                        break
+                    q.put(codes)
+            finally:
+                frames.close()
+        q.put((_END, None))
 
     @staticmethod
     def _take(q: queue.Queue, want: int, most: int) -> list:
@@ -122,6 +136,10 @@ class AudioStream:
         return items
 
     def _run(self):
+        with self._lock("hold"):
+            yield from self._stream()
+
+    def _stream(self):
         t0 = time.perf_counter()
         q: queue.Queue = queue.Queue()
         stop = self._stop

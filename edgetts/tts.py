@@ -7,6 +7,10 @@
     base = edgetts.load("Qwen/Qwen3-TTS-12Hz-0.6B-Base")
     voice = base.clone_voice("ref.wav", ref_text="What ref.wav says.")   # edgetts.Voice
     base.generate("Hello.", voice=voice)
+
+One TTS runs one generation at a time (edgetts.busy): calls from several threads wait for each
+other; a stream holds the model until it is exhausted or closed. Starting a second generation in
+the thread that holds the model (generate() inside a stream loop) raises EdgeTTSError at once.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import weights as _weights
+from .busy import ModelLock
 from .errors import EdgeTTSError
 from .gguf import constants as K
 from .gguf.names import GGUFView
@@ -27,11 +32,14 @@ from .kvcache import KVCache
 from .models import config as _config
 from .models.predictor import Predictor
 from .models.talker import Talker
-from .pipeline import Limits, Sampling, Stats, build_prompt, frame_limits, generate_frames
+from .pipeline import Limits, Sampling, Stats, StopGuard, build_prompt, frame_limits, generate_frames
 from .text.tokenizer import TextTokenizer
 
 # Reference frames a streaming decoder is warmed with (the official chunked decode's left context).
 CONTEXT_FRAMES = 25
+
+
+FRAME_RATE_12HZ = 12.5   # Qwen3-TTS-12Hz frames per second, when a checkpoint has no codec to say
 
 
 @dataclass
@@ -70,6 +78,8 @@ class TTS:
         from .models.codec_precision import plan_precision
         plan_precision(codec_precision)  # a bad name fails here, not later on the codec thread
         self.codec_precision = codec_precision
+        self.lock = ModelLock()   # one generation / stream at a time (see edgetts.busy)
+        self.stop_guard = StopGuard()   # ends a sentence whose output is stuck (pipeline.StopGuard)
         self.checkpoint = ck = checkpoint
         # The codec loads on a second thread while the LM loads (cold start: both are CPU work
         # on separate cores); `self.codec` waits for it and re-raises its error, if any.
@@ -134,6 +144,13 @@ class TTS:
         if self.checkpoint.codec is None:
             return _config.SAMPLE_RATE
         return _config.CodecConfig.from_checkpoint(self.checkpoint).sample_rate
+
+    @functools.cached_property
+    def frame_rate(self) -> float:
+        """Code frames per second: sample rate / the codec's samples per frame."""
+        if self.checkpoint.codec is None:
+            return FRAME_RATE_12HZ
+        return self.sample_rate / _config.CodecConfig.from_checkpoint(self.checkpoint).samples_per_frame
 
     @property
     def has_codec(self) -> bool:
@@ -391,19 +408,30 @@ class TTS:
             sub_top_p=float(top_p if top_p is not None else g.subtalker_top_p))
 
     # -- generation ------------------------------------------------------------------------------
-    def frames(self, text, *, speaker=None, language="auto", instruct=None, speaker_embedding=None,
-               non_streaming_mode=None, greedy=False, seed=None, temperature=None, top_k=None,
-               top_p=None, repetition_penalty=None, max_frames=None, min_frames=None,
-               ref_codes=None, ref_text=None, voice=None, stats: Stats | None = None):
+    def frames(self, text, **kw):
         """Generator of each frame's codes (int64 [groups]) as soon as it is produced.
 
         Base models: voice= (an edgetts.Voice from clone_voice / Voice.load), or speaker_embedding=
         (x-vector) alone, or with ref_codes= [F, groups] and ref_text= (the reference audio's codes
-        and transcript) for in-context cloning (§4.4)."""
-        if voice is not None:
-            v = self._voice_kw(dict(voice=voice, speaker=speaker, speaker_embedding=speaker_embedding,
-                                    ref_codes=ref_codes, ref_text=ref_text))
-            speaker_embedding, ref_codes, ref_text = v["speaker_embedding"], v.get("ref_codes"), v.get("ref_text")
+        and transcript) for in-context cloning (docs/model.md §4.4).
+        The arguments are checked now; the generator holds the model from its first frame until
+        it is exhausted or closed."""
+        with self.lock.hold("generating"):
+            gen = self._frames(text, **self._voice_kw(kw))
+        return self._held(gen)
+
+    def _held(self, gen):
+        with self.lock.hold("generating"):
+            try:
+                yield from gen
+            finally:
+                gen.close()
+
+    def _frames(self, text, *, speaker=None, language="auto", instruct=None, speaker_embedding=None,
+                non_streaming_mode=None, greedy=False, seed=None, temperature=None, top_k=None,
+                top_p=None, repetition_penalty=None, max_frames=None, min_frames=None,
+                ref_codes=None, ref_text=None, stop_guard: StopGuard | None = None,
+                stats: Stats | None = None):
         prompt = self._resolve(text, speaker, language, instruct, speaker_embedding, non_streaming_mode,
                                ref_codes, ref_text)
         s = self._sampling(greedy, temperature, top_k, top_p, repetition_penalty)
@@ -411,9 +439,12 @@ class TTS:
             if v <= 0:
                 raise EdgeTTSError(f"{name} must be > 0 (use greedy=True for deterministic output)")
         expected, cap = frame_limits(prompt.n_text, self.cfg.generation.max_new_tokens)
+        guard = stop_guard if stop_guard is not None else self.stop_guard
         lim = Limits(min_frames=2 if min_frames is None else int(min_frames),
                      max_frames=cap if max_frames is None else int(max_frames),
-                     expected_frames=expected)
+                     expected_frames=expected, warn_at_cap=max_frames is None,
+                     stuck_frames=max(0, round(guard.seconds * self.frame_rate)),
+                     stuck_period=guard.max_period, stuck_distinct=guard.max_distinct)
         if lim.max_frames < 0 or lim.min_frames < 0:
             raise EdgeTTSError("max_frames and min_frames must be >= 0")
         rng = np.random.default_rng(seed)
@@ -421,10 +452,14 @@ class TTS:
         return generate_frames(self.talker, self.predictor, self.cfg, prompt, self.cache, s, lim, rng, stats)
 
     def generate(self, text, **kw) -> Result:
+        with self.lock.hold("generating"):
+            return self._generate(text, **kw)
+
+    def _generate(self, text, **kw) -> Result:
         t0 = time.perf_counter()
         stats = kw.pop("stats", None) or Stats()
         kw = self._voice_kw(kw)
-        frames = list(self.frames(text, stats=stats, **kw))
+        frames = list(self._frames(text, stats=stats, **kw))
         G = self.cfg.num_code_groups
         codes = np.stack(frames).astype(np.int64) if frames else np.zeros((0, G), np.int64)
         t1 = time.perf_counter()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import math
 import os
 import struct
 from dataclasses import dataclass, field
@@ -189,7 +190,40 @@ def _is_gguf(p: Path) -> bool:
 
 # ------------------------------------------------------------------------------------ readers
 
+SAFETENSORS_MAX_HEADER = 100_000_000   # bytes; the format's own limit
+MAX_DIMS = 8                           # GGUF allows 4 (GGML_MAX_DIMS); safetensors has no limit
+
+
+def _is_count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _check_extent(p: Path, fmt: str, name: str, shape: tuple, start: int, nbytes: int,
+                  data_size: int, extents: list) -> None:
+    """A tensor's bytes [start, start + nbytes) must lie in the data section; overlaps are
+    checked once all are known (_check_overlaps)."""
+    if start < 0 or start + nbytes > data_size:
+        raise WeightsError(f"{p}: truncated or corrupt {fmt} file (tensor {name!r}, shape "
+                           f"{list(shape)}, {nbytes} bytes at offset {start}, lies outside the "
+                           f"{data_size} bytes of data)")
+    if nbytes:
+        extents.append((start, start + nbytes, name))
+
+
+def _check_overlaps(p: Path, fmt: str, extents: list) -> None:
+    extents.sort()
+    for (a0, a1, an), (b0, b1, bn) in zip(extents, extents[1:]):
+        if b0 < a1:
+            raise WeightsError(f"{p}: corrupt {fmt} file (tensors {an!r} and {bn!r} overlap)")
+
+
+def _json_error(p: Path, what: str, e: Exception) -> WeightsError:
+    reason = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+    return WeightsError(f"{p}: {what} ({reason})")
+
+
 def read_safetensors(path: str | os.PathLike) -> Weights:
+    """A safetensors file; every header entry is checked against the file before a view is made."""
     p = Path(path)
     size = p.stat().st_size
     try:
@@ -198,32 +232,43 @@ def read_safetensors(path: str | os.PathLike) -> Weights:
             if len(raw) < 8:
                 raise ValueError("file too short")
             (n,) = struct.unpack("<Q", raw)
-            if n > size - 8:
+            if n > size - 8 or n > SAFETENSORS_MAX_HEADER:
                 raise ValueError("header runs past the end of the file")
             header = json.loads(f.read(n))
             if not isinstance(header, dict):
                 raise ValueError("header is not a JSON object")
-    except (ValueError, UnicodeDecodeError) as e:
-        raise WeightsError(f"{p}: corrupt safetensors header ({e})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise _json_error(p, "corrupt safetensors header", e) from None
     base = 8 + n
     meta = header.pop("__metadata__", None) or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise WeightsError(f"{p}: corrupt safetensors header (__metadata__ is not a string map)")
+    infos, extents = [], []
+    for name, info in header.items():
+        if not isinstance(info, dict):
+            raise WeightsError(f"{p}: corrupt safetensors header entry {name!r} (not an object)")
+        dt, shape, offs = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if not isinstance(dt, str) or dt not in _SAFETENSORS_DTYPES:
+            raise WeightsError(f"{p}: tensor {name!r} has unsupported dtype {dt!r}")
+        if not isinstance(shape, list) or len(shape) > MAX_DIMS or not all(_is_count(d) for d in shape):
+            raise WeightsError(f"{p}: corrupt safetensors header entry {name!r} (shape {shape!r})")
+        if not isinstance(offs, list) or len(offs) != 2 or not all(_is_count(o) for o in offs) \
+                or offs[0] > offs[1]:
+            raise WeightsError(f"{p}: corrupt safetensors header entry {name!r} (data_offsets {offs!r})")
+        shape = tuple(shape)
+        npdt = np.dtype(_SAFETENSORS_DTYPES[dt])
+        nbytes = math.prod(shape) * npdt.itemsize
+        if offs[1] - offs[0] != nbytes:
+            raise WeightsError(f"{p}: corrupt safetensors header entry {name!r} (shape {list(shape)} "
+                               f"{dt} is {nbytes} bytes, data_offsets span {offs[1] - offs[0]})")
+        _check_extent(p, "safetensors", name, shape, offs[0], nbytes, size - base, extents)
+        infos.append((name, dt, shape, offs[0], npdt))
+    _check_overlaps(p, "safetensors", extents)
     mm = np.memmap(p, dtype=np.uint8, mode="r") if size > base else np.zeros(0, np.uint8)
     tensors: dict[str, Tensor] = {}
-    for name, info in header.items():
-        try:
-            dt = info["dtype"]
-            shape = tuple(int(s) for s in info["shape"])
-            start, end = (int(o) for o in info["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise WeightsError(f"{p}: corrupt safetensors header entry {name!r}") from None
-        if dt not in _SAFETENSORS_DTYPES:
-            raise WeightsError(f"{p}: tensor {name!r} has unsupported dtype {dt}")
-        npdt = np.dtype(_SAFETENSORS_DTYPES[dt])
-        count = int(np.prod(shape)) if shape else 1
-        if end - start != count * npdt.itemsize or base + end > size or start < 0:
-            raise WeightsError(f"{p}: truncated or corrupt safetensors file "
-                               f"(tensor {name!r} lies outside the data)")
-        arr = mm[base + start: base + end].view(npdt).reshape(shape)
+    for name, dt, shape, start, npdt in infos:
+        nbytes = math.prod(shape) * npdt.itemsize
+        arr = mm[base + start: base + start + nbytes].view(npdt).reshape(shape)
         tensors[name] = Tensor(name, dt, shape, arr)
     return Weights(p, "safetensors", tensors, meta)
 
@@ -242,6 +287,9 @@ def _ggml_type_name(t: int) -> str:
         return gguf.GGMLQuantizationType(t).name
     except ValueError:
         return f"type{t}"
+
+
+_MAX_NESTING = 8   # arrays of arrays: deeper than any real file, shallow enough for the stack
 
 
 class _HeaderReader:
@@ -271,7 +319,7 @@ class _HeaderReader:
     def string(self) -> str:
         return bytes(self.take(self.u64())).decode("utf-8", errors="replace")
 
-    def value(self, vtype: int):
+    def value(self, vtype: int, depth: int = 0):
         if vtype == _V.STRING:
             return self.string()
         if vtype == _V.ARRAY:
@@ -292,7 +340,9 @@ class _HeaderReader:
             if etype in _GGUF_SCALARS:
                 dt = np.dtype(_GGUF_SCALARS[etype]).newbyteorder("<")
                 return np.frombuffer(self.take(dt.itemsize * count), dtype=dt).tolist()
-            return [self.value(etype) for _ in range(count)]  # nested arrays
+            if depth >= _MAX_NESTING:
+                raise ValueError("arrays nested too deeply")
+            return [self.value(etype, depth + 1) for _ in range(count)]  # nested arrays
         if vtype in _GGUF_SCALARS:
             dt = np.dtype(_GGUF_SCALARS[vtype]).newbyteorder("<")
             return np.frombuffer(self.take(dt.itemsize), dtype=dt)[0].item()
@@ -315,38 +365,53 @@ def read_gguf(path: str | os.PathLike) -> Weights:
         meta: dict[str, Any] = {}
         for _ in range(n_kv):
             key = r.string()
+            if key in meta:
+                raise ValueError(f"duplicate metadata key {key!r}")
             meta[key] = r.value(r.u32())
         infos = []
         for _ in range(n_tensors):
             name = r.string()
-            dims = [r.u64() for _ in range(r.u32())]
+            n_dims = r.u32()
+            if n_dims > MAX_DIMS:
+                raise ValueError(f"tensor {name!r} has {n_dims} dimensions")
+            dims = [r.u64() for _ in range(n_dims)]
             infos.append((name, dims, r.u32(), r.u64()))
-        align = int(meta.get(K.GENERAL_ALIGNMENT, K.GGUF_DEFAULT_ALIGNMENT))
+        align = meta.get(K.GENERAL_ALIGNMENT, K.GGUF_DEFAULT_ALIGNMENT)
+        if not _is_count(align) or align == 0 or align & (align - 1):
+            raise ValueError(f"{K.GENERAL_ALIGNMENT} = {align!r} is not a power of two")
         base = (r.pos + align - 1) // align * align
     except (ValueError, struct.error, UnicodeDecodeError, OverflowError) as e:
         raise WeightsError(f"{p}: truncated or corrupt GGUF file ({e})") from None
-    tensors: dict[str, Tensor] = {}
+    views, extents, seen = [], [], set()
     for name, dims, ggml_type, offset in infos:
+        if name in seen:
+            raise WeightsError(f"{p}: corrupt GGUF file (tensor {name!r} appears twice)")
+        seen.add(name)
         dtype = _ggml_type_name(ggml_type)
-        shape = tuple(int(d) for d in reversed(dims))
-        count = int(np.prod(shape)) if shape else 1
+        shape = tuple(reversed(dims))
+        count = math.prod(shape)
         if dtype in BLOCK_SIZES:
             block, block_bytes = BLOCK_SIZES[dtype]
-            if shape[-1] % block:
-                raise WeightsError(f"{p}: tensor {name!r} row of {shape[-1]} is not a whole number "
-                                   f"of {dtype} blocks")
+            if not shape or shape[-1] % block:
+                raise WeightsError(f"{p}: tensor {name!r} row of {shape[-1] if shape else 0} is not a "
+                                   f"whole number of {dtype} blocks")
             nbytes = count // block * block_bytes
         elif dtype in _SCALAR_TYPE_NP:
             nbytes = count * K.GGML_QUANT_SIZES[dtype][1]
         else:
             raise WeightsError(f"{p}: tensor {name!r} has unsupported type {dtype}")
-        start = base + offset
-        if start + nbytes > size:
-            raise WeightsError(f"{p}: truncated GGUF file (tensor {name!r} lies past the end)")
+        if offset % align:
+            raise WeightsError(f"{p}: corrupt GGUF file (tensor {name!r} offset {offset} is not a "
+                               f"multiple of the alignment {align})")
+        _check_extent(p, "GGUF", name, shape, offset, nbytes, max(0, size - base), extents)
+        views.append((name, dtype, shape, base + offset, nbytes))
+    _check_overlaps(p, "GGUF", extents)
+    tensors: dict[str, Tensor] = {}
+    for name, dtype, shape, start, nbytes in views:
         raw = mm[start:start + nbytes]
         if dtype in BLOCK_SIZES:
-            rows = count // shape[-1] if shape else 1
-            data = raw.reshape(rows, -1)
+            block, block_bytes = BLOCK_SIZES[dtype]
+            data = raw.reshape(math.prod(shape[:-1]), shape[-1] // block * block_bytes)
         else:
             data = raw.view(_SCALAR_TYPE_NP[dtype]).reshape(shape)
         tensors[name] = Tensor(name, dtype, shape, data)
@@ -361,9 +426,13 @@ def read_safetensors_dir(d: Path, stem: str = "model") -> Weights:
         return read_safetensors(single)
     if index.is_file():
         try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-        except (ValueError, KeyError) as e:
-            raise WeightsError(f"{index}: corrupt shard index ({e})") from None
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as e:
+            raise _json_error(index, "corrupt shard index", e) from None
+        if not isinstance(weight_map, dict) or not all(
+                isinstance(v, str) and v and Path(v).name == v for v in weight_map.values()):
+            raise WeightsError(f"{index}: corrupt shard index (weight_map must map tensor names "
+                               "to shard file names in this folder)")
         tensors: dict[str, Tensor] = {}
         meta: dict[str, Any] = {}
         for shard in sorted(set(weight_map.values())):
@@ -383,9 +452,14 @@ def _read_json(p: Path) -> dict | None:
     if not p.is_file():
         return None
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise WeightsError(f"{p}: not valid JSON ({e})") from None
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise _json_error(p, "not valid JSON", e) from None
+    except OSError as e:
+        raise WeightsError(f"{p}: cannot read ({e.strerror})") from None
+    if not isinstance(d, dict):
+        raise WeightsError(f"{p}: not a JSON object")
+    return d
 
 
 TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json")

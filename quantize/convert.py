@@ -19,13 +19,14 @@ from typing import Any
 import numpy as np
 
 from edgetts import weights as W
+from edgetts.atomic import AtomicOutput
 from edgetts.errors import EdgeTTSError, WeightsError
 from edgetts.gguf import constants as K
 from edgetts.gguf import names as N
 from edgetts.kernels.memory import file_backed, release_pages
 
 from .plan import QTYPES, ROLES, Item, choose, policy_line, role_types
-from .writer import AtomicFiles, write_gguf
+from .writer import write_gguf
 
 TALKER_DIR_RE = re.compile(r"Qwen3-TTS-12Hz-([0-9.]+B)-(\w+)", re.IGNORECASE)
 
@@ -381,16 +382,18 @@ def convert(src, qtype: str, outdir=None, *, name: str | None = None, progress: 
             bar.update(1)
         tp = outp / talker_name
         cp = outp / codec_name if codec_items else None
+        af = AtomicOutput()
         try:
-            with AtomicFiles(outp) as af:
-                write_gguf(af.temp(talker_name), K.ARCH_MAIN, kv_main, main_items, tick)
-                if cp is not None:
-                    write_gguf(af.temp(codec_name), K.ARCH_CODEC, kv_codec, codec_items, tick)
-        except BaseException as e:
+            with af:
+                try:
+                    write_gguf(af.temp(tp), K.ARCH_MAIN, kv_main, main_items, tick)
+                    if cp is not None:
+                        write_gguf(af.temp(cp), K.ARCH_CODEC, kv_codec, codec_items, tick)
+                except OSError as e:   # full disk, file too large: name the cause, then clean up
+                    raise af.failed(e, outp) from None
+        except BaseException:
             if created and not any(outp.iterdir()):
                 outp.rmdir()   # leave nothing behind, not even the directory we made
-            if isinstance(e, OSError):
-                raise EdgeTTSError(f"{outp}: cannot write the GGUF files ({e.strerror or e})") from None
             raise
     dt = time.perf_counter() - t0
     print(f"policy: {policy_line(qtype)}", file=out)

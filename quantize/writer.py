@@ -3,12 +3,11 @@
 The header, metadata and tensor table go through GGUFWriter; the tensor data is streamed in
 chunks of rows (a BF16 source row block -> float32 -> stored type -> file), so the largest
 tensor never exists whole in float32. Files are written under temporary names in the output
-directory and renamed into place at the end (`AtomicFiles`): an interrupted run leaves no half file.
+directory and renamed into place at the end (`edgetts.atomic.AtomicOutput`, the caller's):
+an interrupted run leaves no half file.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -70,42 +69,3 @@ def write_gguf(path: Path, arch: str, kv: list[tuple[str, str, Any]], items: lis
     finally:
         w.close()
     return Path(path).stat().st_size
-
-
-class AtomicFiles:
-    """Temporary files in one directory, renamed to their final names together on success.
-
-        with AtomicFiles(outdir) as af:
-            write_gguf(af.temp("a.gguf"), ...)
-            write_gguf(af.temp("b.gguf"), ...)
-        # both renamed into place here; on any exception every temp file is removed
-    """
-
-    def __init__(self, directory: Path):
-        self.dir = Path(directory)
-        self.pending: list[tuple[str, Path]] = []
-
-    def temp(self, final_name: str) -> str:
-        fd, tmp = tempfile.mkstemp(prefix=f".{final_name}.", suffix=".tmp", dir=self.dir)
-        os.close(fd)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes 0600; give the file normal permissions
-        self.pending.append((tmp, self.dir / final_name))
-        return tmp
-
-    def __enter__(self) -> "AtomicFiles":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            for tmp, final in self.pending:
-                os.replace(tmp, final)
-            self.pending = []
-            return
-        for tmp, _ in self.pending:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-        self.pending = []

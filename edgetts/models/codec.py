@@ -227,7 +227,7 @@ class CodecDecoder:
         for i in range(cfg.num_hidden_layers):
             b = f"{t}blk.{i}."
             wq, wk, wv = (get(b + f"attn_{x}.weight", True) for x in "qkv")
-            wq_, wk_, wv_ = wq.shape, wk.shape, wv.shape
+            wq_, wk_ = wq.shape, wk.shape
             if wq_[0] != cfg.num_attention_heads * cfg.head_dim or \
                     wk_[0] != cfg.num_key_value_heads * cfg.head_dim:
                 raise EdgeTTSError(f"codec: attention weights {wq_}/{wk_} do not match "
@@ -327,6 +327,8 @@ class CodecDecoder:
         if _out_in(self.in_w) != (cfg.hidden_size, cfg.latent_dim):
             raise EdgeTTSError(f"codec: transformer input_proj {self.in_w.shape} does not match "
                                f"hidden_size {cfg.hidden_size} / latent_dim {cfg.latent_dim}")
+        if self.dec0.cout != cfg.decoder_dim:
+            raise EdgeTTSError(f"codec: decoder.0 has {self.dec0.cout} channels, decoder_dim is {cfg.decoder_dim}")
 
     @property
     def weight_bytes(self) -> int:
@@ -350,8 +352,6 @@ class CodecDecoder:
             if k != "cfg":
                 add(v)
         return tot
-        if self.dec0.cout != cfg.decoder_dim:
-            raise EdgeTTSError(f"codec: decoder.0 has {self.dec0.cout} channels, decoder_dim is {cfg.decoder_dim}")
 
 
 # ------------------------------------------------------------------------------------ stream

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from .. import schema
 from ..errors import EdgeTTSError
 from ..gguf import constants as K
 from ..gguf import metadata as gguf_metadata
@@ -94,6 +95,17 @@ class TalkerConfig:
 
 
 # ------------------------------------------------------------------------------ shapes
+def _shape(view, name: str, ndim: int) -> tuple[int, ...]:
+    """The shape of a tensor the config is read from: `ndim` dimensions, none of them zero."""
+    if name not in view:
+        raise EdgeTTSError(f"checkpoint has no tensor {name}")
+    shape = tuple(view[name].shape)
+    if len(shape) != ndim or not all(shape):
+        raise EdgeTTSError(f"{view.weights.path}: tensor {name} has shape {list(shape)}, "
+                           f"expected {ndim} non-zero dimensions")
+    return shape
+
+
 def _stack_from_shapes(view, prefix: str, eps: float, theta: float, max_pos: int,
                        head_name: str) -> StackConfig:
     n_layers = 0
@@ -101,11 +113,14 @@ def _stack_from_shapes(view, prefix: str, eps: float, theta: float, max_pos: int
         n_layers += 1
     if n_layers == 0:
         raise EdgeTTSError(f"checkpoint has no {prefix} layers ({prefix}.blk.0.attn_q.weight missing)")
-    q = view[f"{prefix}.blk.0.attn_q.weight"].shape
-    k = view[f"{prefix}.blk.0.attn_k.weight"].shape
-    hd = view[f"{prefix}.blk.0.attn_q_norm.weight"].shape[0]
-    ffn = view[f"{prefix}.blk.0.ffn_gate.weight"].shape[0]
-    vocab = view[head_name].shape[0]
+    q = _shape(view, f"{prefix}.blk.0.attn_q.weight", 2)
+    k = _shape(view, f"{prefix}.blk.0.attn_k.weight", 2)
+    (hd,) = _shape(view, f"{prefix}.blk.0.attn_q_norm.weight", 1)
+    ffn = _shape(view, f"{prefix}.blk.0.ffn_gate.weight", 2)[0]
+    vocab = _shape(view, head_name, 2)[0]
+    if q[0] % hd or k[0] % hd or q[0] // hd % (k[0] // hd):
+        raise EdgeTTSError(f"{view.weights.path}: {prefix} attention shapes do not fit: q {list(q)}, "
+                           f"k {list(k)}, head_dim {hd}")
     return StackConfig(n_layers=n_layers, hidden=int(q[1]), n_heads=int(q[0]) // hd,
                        n_kv_heads=int(k[0]) // hd, head_dim=int(hd), ffn=int(ffn), vocab=int(vocab),
                        rope_theta=float(theta), eps=float(np.float32(eps)), max_pos=int(max_pos))
@@ -125,6 +140,12 @@ def _field(path: str) -> str:
     return path.rsplit(".", 1)[-1].replace("_token_id", "_id")
 
 
+def _opt(d: dict, key: str, default):
+    """d[key], or default when it is absent or null (JSON null means 'not set')."""
+    v = d.get(key)
+    return default if v is None else v
+
+
 def _req(d: dict, key: str, where: str):
     if d.get(key) is None:
         raise EdgeTTSError(f"{where}: missing {key}")
@@ -136,27 +157,27 @@ def from_hf(config: dict, generation_config: dict | None, view, where: str = "co
     metadata comes here too, turned back into these dicts by `edgetts.gguf.metadata`."""
     tc = config.get("talker_config") or {}
     cp = tc.get("code_predictor_config") or {}
-    talker = _stack_from_shapes(view, "talker", tc.get("rms_norm_eps", 1e-6),
-                                tc.get("rope_theta", 1e6), tc.get("max_position_embeddings", 32768),
+    talker = _stack_from_shapes(view, "talker", _opt(tc, "rms_norm_eps", 1e-6),
+                                _opt(tc, "rope_theta", 1e6), _opt(tc, "max_position_embeddings", 32768),
                                 "talker.codec_head.weight")
-    pred = _stack_from_shapes(view, "code_pred", cp.get("rms_norm_eps", 1e-6),
-                              cp.get("rope_theta", 1e6), cp.get("max_position_embeddings", 65536),
+    pred = _stack_from_shapes(view, "code_pred", _opt(cp, "rms_norm_eps", 1e-6),
+                              _opt(cp, "rope_theta", 1e6), _opt(cp, "max_position_embeddings", 65536),
                               "code_pred.lm_head.0.weight")
     langs = {str(k).lower(): int(v) for k, v in (tc.get("codec_language_id") or {}).items()}
     spk = {str(k).lower(): int(v) for k, v in (tc.get("spk_id") or {}).items()}
     dia = {str(k).lower(): (v if isinstance(v, str) else "") for k, v in (tc.get("spk_is_dialect") or {}).items()}
-    te = view["talker.text_embd.weight"].shape
-    text = {_field(path): int(config.get(path, default)) for _, _, path, default in K.TEXT_IDS_KV}
+    te = _shape(view, "talker.text_embd.weight", 2)
+    text = {_field(path): int(_opt(config, path, default)) for _, _, path, default in K.TEXT_IDS_KV}
     codec = {_field(path): int(_req(tc, path.split(".")[-1], f"{where}: talker_config"))
              for _, _, path in K.CODEC_IDS_KV}
     return TalkerConfig(
         talker=talker, predictor=pred,
-        num_code_groups=int(tc.get("num_code_groups", _count_groups(view))),
+        num_code_groups=int(_opt(tc, "num_code_groups", _count_groups(view))),
         text_vocab=int(te[0]), text_hidden=int(te[1]),
-        model_type=str(config.get("tts_model_type", "custom_voice")),
-        model_size=str(config.get("tts_model_size", "")),
+        model_type=str(_opt(config, "tts_model_type", "custom_voice")),
+        model_size=str(_opt(config, "tts_model_size", "")),
         language_ids=langs, speaker_ids=spk, speaker_dialect={k: dia.get(k, "") for k in spk},
-        speaker_dim=int((config.get("speaker_encoder_config") or {}).get("enc_dim", 0)),
+        speaker_dim=int(_opt(config.get("speaker_encoder_config") or {}, "enc_dim", 0)),
         generation=_gen_from_dict(generation_config), **codec, **text)
 
 
@@ -167,19 +188,81 @@ def _count_groups(view) -> int:
     return n + 1
 
 
+def _stack_shapes(prefix: str, s: StackConfig) -> dict[str, tuple]:
+    q, kv = s.n_heads * s.head_dim, s.n_kv_heads * s.head_dim
+    out = {f"{prefix}.output_norm.weight": (s.hidden,)}
+    for i in range(s.n_layers):
+        b = f"{prefix}.blk.{i}."
+        out.update({b + "attn_norm.weight": (s.hidden,), b + "ffn_norm.weight": (s.hidden,),
+                    b + "attn_q_norm.weight": (s.head_dim,), b + "attn_k_norm.weight": (s.head_dim,),
+                    b + "attn_q.weight": (q, s.hidden), b + "attn_k.weight": (kv, s.hidden),
+                    b + "attn_v.weight": (kv, s.hidden), b + "attn_output.weight": (s.hidden, q),
+                    b + "ffn_gate.weight": (s.ffn, s.hidden), b + "ffn_up.weight": (s.ffn, s.hidden),
+                    b + "ffn_down.weight": (s.hidden, s.ffn)})
+    return out
+
+
+def expected_shapes(tc: TalkerConfig, view) -> dict[str, tuple]:
+    """The shape of every talker / code-predictor tensor the models read, from the sizes the
+    config took from the first layer (None: any size; the text projection's width is its own)."""
+    t, c = tc.talker, tc.predictor
+    inner = view["talker.text_proj.fc1.weight"].shape[0] if "talker.text_proj.fc1.weight" in view else None
+    out = {**_stack_shapes("talker", t), **_stack_shapes("code_pred", c),
+           "talker.text_embd.weight": (tc.text_vocab, tc.text_hidden),
+           "talker.text_proj.fc1.weight": (inner, tc.text_hidden), "talker.text_proj.fc1.bias": (inner,),
+           "talker.text_proj.fc2.weight": (t.hidden, inner), "talker.text_proj.fc2.bias": (t.hidden,),
+           "talker.codec_embd.weight": (t.vocab, t.hidden), "talker.codec_head.weight": (t.vocab, t.hidden)}
+    for j in range(tc.num_code_groups - 1):
+        out[f"code_pred.codec_embd.{j}.weight"] = (c.vocab, t.hidden)
+        out[f"code_pred.lm_head.{j}.weight"] = (c.vocab, c.hidden)
+    if "code_pred.mtp_proj.weight" in view or c.hidden != t.hidden:
+        out["code_pred.mtp_proj.weight"] = (c.hidden, t.hidden)
+        out["code_pred.mtp_proj.bias"] = (c.hidden,)
+    return out
+
+
+def check_shapes(tc: TalkerConfig, view, where: str) -> None:
+    """Every tensor the talker and code predictor read exists, with its expected shape."""
+    for name, want in expected_shapes(tc, view).items():
+        if name not in view:
+            raise EdgeTTSError(f"{where}: tensor {name} is missing")
+        got = tuple(view[name].shape)
+        if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want)) or not all(got):
+            shown = [w if w is not None else "*" for w in want]
+            raise EdgeTTSError(f"{where}: tensor {name} has shape {list(got)}, expected {shown}")
+
+
 def from_checkpoint(ck) -> TalkerConfig:
-    """TalkerConfig of an edgetts.weights.Checkpoint (HF dir or GGUF)."""
+    """TalkerConfig of an edgetts.weights.Checkpoint (HF dir or GGUF), every value checked
+    (edgetts.schema) and every codec-side id checked against the talker's codec vocabulary."""
     from ..gguf.names import GGUFView
 
     if ck.main is None:
         raise EdgeTTSError(f"{ck.root}: no talker weights (model.safetensors or qwen3-tts GGUF)")
     view = GGUFView(ck.main)
     if ck.main.format == "gguf":
+        where = str(ck.main.path)
+        schema.check_gguf_arrays(ck.main.metadata, where)
         cfg, gen = gguf_metadata.main_config(ck.main.metadata)
-        return from_hf(cfg, gen, view, where=str(ck.main.path))
-    if not ck.config:
-        raise EdgeTTSError(f"{ck.root}: config.json missing next to the safetensors weights")
-    return from_hf(ck.config, ck.generation_config, view, where=str(ck.root / "config.json"))
+        schema.check(cfg, schema.MAIN, where, schema.MAIN_KEYS)
+        schema.check(gen, schema.GENERATION, where, schema.GENERATION_KEYS)
+        gen_where = where
+    else:
+        if not ck.config:
+            raise EdgeTTSError(f"{ck.root}: config.json missing next to the safetensors weights")
+        cfg, gen = ck.config, ck.generation_config
+        where, gen_where = str(ck.root / "config.json"), str(ck.root / "generation_config.json")
+        schema.check(cfg, schema.MAIN, where)
+        schema.check(gen, schema.GENERATION, gen_where)
+    tc = from_hf(cfg, gen, view, where=where)
+    codec_ids = {f.name: getattr(tc, f.name) for f in fields(tc) if f.name.startswith("codec_")}
+    codec_ids.update({f"language {k}": v for k, v in tc.language_ids.items()})
+    codec_ids.update({f"speaker {k}": v for k, v in tc.speaker_ids.items()})
+    schema.check_ids(codec_ids, tc.talker.vocab, where, "codec vocabulary of talker.codec_head")
+    if tc.num_code_groups < 2:
+        raise EdgeTTSError(f"{where}: num_code_groups = {tc.num_code_groups}, expected >= 2")
+    check_shapes(tc, view, str(ck.main.path))
+    return tc
 
 
 # ------------------------------------------------------------------------------ codec decoder
@@ -251,5 +334,9 @@ class CodecConfig:
         `qwen3-tts-tokenizer` GGUF's metadata)."""
         w = ck.codec
         if w is not None and w.format == "gguf":
-            return cls.from_hf(gguf_metadata.codec_config(w.metadata))
-        return cls.from_hf(ck.codec_config)
+            cfg = gguf_metadata.codec_config(w.metadata)
+            schema.check(cfg, schema.CODEC, str(w.path), schema.CODEC_KEYS)
+        else:
+            cfg = ck.codec_config
+            schema.check(cfg, schema.CODEC, str(ck.root / "speech_tokenizer" / "config.json"))
+        return cls.from_hf(cfg)

@@ -28,6 +28,14 @@ def _bpe_tokenizer(vocab: dict[str, int], merges: list[tuple[str, str]]):
     return tok
 
 
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json")
+
+
+def _one_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 class TextTokenizer:
     def __init__(self, tok):
         self.tok = tok
@@ -35,6 +43,16 @@ class TextTokenizer:
     # -- constructors ------------------------------------------------------------------------
     @classmethod
     def from_files(cls, files: dict[str, Path]) -> "TextTokenizer":
+        try:
+            return cls._from_files(files)
+        except EdgeTTSError:
+            raise
+        except Exception as e:  # bad JSON, a malformed merges line, the tokenizers library's own errors
+            names = ", ".join(sorted(str(files[k]) for k in files if k in TOKENIZER_FILES))
+            raise EdgeTTSError(f"{names}: unusable text tokenizer ({_one_line(e)})") from None
+
+    @classmethod
+    def _from_files(cls, files: dict[str, Path]) -> "TextTokenizer":
         from tokenizers import AddedToken, Tokenizer
 
         if "tokenizer.json" in files:
@@ -70,9 +88,21 @@ class TextTokenizer:
         if not tokens or merges is None:
             raise EdgeTTSError(f"GGUF file has no text tokenizer ({K.TOKENIZER_TOKENS}, {K.TOKENIZER_MERGES})")
         types = meta.get(K.TOKENIZER_TOKEN_TYPE) or [K.TOKEN_TYPE_NORMAL] * len(tokens)
+        for key, v, kind in ((K.TOKENIZER_TOKENS, tokens, str), (K.TOKENIZER_MERGES, merges, str),
+                             (K.TOKENIZER_TOKEN_TYPE, types, int)):
+            if not isinstance(v, list) or not all(isinstance(x, kind) and not isinstance(x, bool) for x in v):
+                raise EdgeTTSError(f"GGUF {key} must be an array of {'strings' if kind is str else 'integers'}")
+        if len(types) != len(tokens):
+            raise EdgeTTSError(f"GGUF {K.TOKENIZER_TOKEN_TYPE} has {len(types)} entries, "
+                               f"{K.TOKENIZER_TOKENS} {len(tokens)}")
         vocab = {str(t): i for i, t in enumerate(tokens)}
         pairs = [tuple(str(m).split(" ", 1)) for m in merges]
-        tok = _bpe_tokenizer(vocab, pairs)
+        if len(vocab) != len(tokens) or any(len(m) != 2 for m in pairs):
+            raise EdgeTTSError("GGUF text tokenizer: duplicate tokens or a merge that is not 'a b'")
+        try:
+            tok = _bpe_tokenizer(vocab, pairs)
+        except Exception as e:  # the tokenizers library rejects it (a merge of unknown tokens, ...)
+            raise EdgeTTSError(f"GGUF text tokenizer is unusable ({_one_line(e)})") from None
         special = [AddedToken(str(t), special=True, normalized=False)
                    for t, ty in zip(tokens, types) if int(ty) in (K.TOKEN_TYPE_CONTROL, K.TOKEN_TYPE_USER_DEFINED)]
         if special:
@@ -89,13 +119,14 @@ class TextTokenizer:
 
     @classmethod
     def from_checkpoint(cls, ck) -> "TextTokenizer | None":
-        try:
-            if ck.main is not None and ck.main.format == "gguf":
-                return cls.from_gguf(ck.main.metadata)
-            if ck.files:
-                return cls.from_files(ck.files)
-        except EdgeTTSError:
-            return None
+        """The checkpoint's text tokenizer; None when it has none; EdgeTTSError when it is broken."""
+        if ck.main is not None and ck.main.format == "gguf":
+            if ck.main.metadata.get(K.TOKENIZER_TOKENS) is None:
+                return None
+            return cls.from_gguf(ck.main.metadata)
+        files = ck.files or {}
+        if "tokenizer.json" in files or ("vocab.json" in files and "merges.txt" in files):
+            return cls.from_files(files)
         return None
 
     # -- use -----------------------------------------------------------------------------------
