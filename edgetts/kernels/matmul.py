@@ -453,6 +453,15 @@ QUANT_KERNELS = {
     ("Q8_0", "vnni"): (matvec_q8_0_vnni, matmul_q8_0_vnni, True),
     ("Q4_0", "vnni"): (matvec_q4_0_vnni, matmul_q4_0_vnni, True),
 }
+# (dtype, isa) -> the 8-row step on the x8 copy (the fused decoder calls it directly)
+ROWS8 = {
+    ("Q8_0", "avx2"): rows8_q8_0_avx2, ("Q4_0", "avx2"): rows8_q4_0_avx2,
+    ("Q8_0", "vnni"): rows8_q8_0_vnni, ("Q4_0", "vnni"): rows8_q4_0_vnni,
+}
+from . import matmul_arm as _arm  # noqa: E402  (aarch64: dotprod, neon; needs the helpers above)
+
+QUANT_KERNELS.update(_arm.QUANT_KERNELS)
+ROWS8.update(_arm.ROWS8)
 
 
 def pack_x8(w: np.ndarray, dtype: str) -> np.ndarray:

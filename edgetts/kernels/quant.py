@@ -382,18 +382,79 @@ def dot_u4s8_32(typingctx, a, ao, b, bo):
 
 
 # ------------------------------------------------------------------ host instruction set
-# The x86 kernels in matmul.py name x86 intrinsics, so they are only built when the host has
-# the feature. EDGETTS_KERNEL_ISA=generic|avx2|vnni forces a set (tests, comparisons).
+# The x86 kernels in matmul.py name x86 intrinsics, the aarch64 ones in matmul_arm.py aarch64
+# intrinsics, so a set is only chosen when the CPU has it AND numba compiles for a target that
+# has it. EDGETTS_KERNEL_ISA=generic|avx2|vnni|neon|dotprod forces a set (tests, comparisons).
+
+_ISAS = {"generic": ("generic",), "avx2": ("generic", "avx2"),
+         "vnni": ("generic", "avx2", "vnni"), "neon": ("generic", "neon"),
+         "dotprod": ("generic", "neon", "dotprod")}
+_HWCAP_ASIMD, _HWCAP_ASIMDDP = 1 << 1, 1 << 20  # Linux arm64 AT_HWCAP bits
+# LLVM AArch64 CPU names with FeatureDotProd (ARMv8.2+ with the dot product extension)
+_DOTPROD_CPUS = ("cortex-a55", "cortex-a65", "cortex-a75", "cortex-a76", "cortex-a77", "cortex-a78",
+                 "cortex-a510", "cortex-a520", "cortex-a710", "cortex-a715", "cortex-a720",
+                 "cortex-x", "neoverse-", "apple-m", "apple-a13", "apple-a14", "apple-a15",
+                 "apple-a16", "apple-a17", "ampere1", "tsv110", "exynos-m4", "exynos-m5")
+
+
+def _arm_hwcaps() -> tuple[bool, bool]:
+    """(ASIMD, ASIMDDP) from the kernel's own report of the CPU (getauxval(AT_HWCAP)); numpy's
+    runtime CPU detection where getauxval is not there."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        libc.getauxval.restype = ctypes.c_ulong
+        libc.getauxval.argtypes = (ctypes.c_ulong,)
+        caps = libc.getauxval(16)  # AT_HWCAP
+        return bool(caps & _HWCAP_ASIMD), bool(caps & _HWCAP_ASIMDDP)
+    except (OSError, AttributeError):
+        try:
+            from numpy._core._multiarray_umath import __cpu_features__ as f
+        except ImportError:  # numpy 1.x
+            from numpy.core._multiarray_umath import __cpu_features__ as f
+        return bool(f.get("ASIMD")), bool(f.get("ASIMDDP"))
+
+
+def _numba_target_has_dotprod() -> bool:
+    """Whether the target numba compiles for (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES, else LLVM's
+    view of the host: a bare `generic` under qemu, which reads no CPU id) has SDOT."""
+    import numba
+    from llvmlite import binding as llvm
+
+    feats = numba.config.CPU_FEATURES
+    if feats is None and numba.config.CPU_NAME in (None, "host"):
+        try:
+            if llvm.get_host_cpu_features().get("dotprod", False):
+                return True
+        except Exception:
+            pass
+        feats = ""
+    if "-dotprod" in (feats or ""):
+        return False
+    if "+dotprod" in (feats or ""):
+        return True
+    name = numba.config.CPU_NAME
+    if name in (None, "host"):
+        name = llvm.get_host_cpu_name()
+    return name.lower().startswith(_DOTPROD_CPUS)
+
 
 def _host_isa() -> str:
     import os
+    import platform
 
     import numba
     from llvmlite import binding as llvm
 
     forced = os.environ.get("EDGETTS_KERNEL_ISA", "").strip().lower()
-    if forced in ("generic", "avx2", "vnni"):
+    if forced in _ISAS:
         return forced
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        asimd, dotprod = _arm_hwcaps()
+        if not asimd:
+            return "generic"
+        return "dotprod" if dotprod and _numba_target_has_dotprod() else "neon"
     if numba.config.CPU_NAME not in (None, "host"):
         return "generic"  # portable build (NUMBA_CPU_NAME=generic ...): no x86-only intrinsics
     try:
@@ -408,5 +469,4 @@ def _host_isa() -> str:
 
 
 KERNEL_ISA = _host_isa()
-ISAS = {"generic": ("generic",), "avx2": ("generic", "avx2"),
-        "vnni": ("generic", "avx2", "vnni")}[KERNEL_ISA]  # kernel sets this host can run
+ISAS = _ISAS[KERNEL_ISA]  # kernel sets this host can run
