@@ -16,6 +16,8 @@
 # qemu-user-static, debootstrap, binfmt-support. Where binfmt_misc cannot be used, the root is
 # entered with proot -q qemu-aarch64-static instead of chroot.
 #
+# EDGETTS_ARM64_SHARE=DIR: a host directory to exchange files with, mounted at /share.
+#
 # Example:  nice -n 10 ci/arm64.sh --cpu cortex-a72 python -m pytest -q tests/test_matmul.py
 set -euo pipefail
 
@@ -24,7 +26,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --cpu) CPU="$2"; shift 2 ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) break ;;
   esac
 done
@@ -37,6 +39,8 @@ SUITE="${EDGETTS_ARM64_SUITE:-bookworm}"
 MIRROR="${EDGETTS_ARM64_MIRROR:-http://deb.debian.org/debian}"
 PKGS=python3,python3-venv,libgomp1,libsndfile1,libportaudio2,ca-certificates
 VENV=/opt/edgetts-venv
+SHARE="${EDGETTS_ARM64_SHARE:-}"
+export SHARE
 log() { echo "arm64: $*" >&2; }
 
 need_host_pkgs() {
@@ -70,11 +74,13 @@ in_root() {
     unshare --mount --propagation private /bin/sh -ec '
       r="$1"; s="$2"; shift 2
       mount -t proc proc "$r/proc"; mount --rbind /sys "$r/sys"; mount --rbind /dev "$r/dev"
-      mkdir -p "$r/src" "$r/tmp"; mount --bind "$s" "$r/src"; mount -t tmpfs tmpfs "$r/tmp"
+      mkdir -p "$r/src" "$r/tmp" "$r/share"; mount --bind "$s" "$r/src"; mount -t tmpfs tmpfs "$r/tmp"
+      [ -z "$SHARE" ] || mount --bind "$SHARE" "$r/share"
       exec chroot "$r" /bin/sh -c "cd /src && exec \"\$@\"" sh "$@"' sh "$ROOT" "$SRC" "${envs[@]}" "$@"
   else
     mkdir -p "$ROOT/src"
     proot -q "qemu-aarch64-static -cpu $CPU" -r "$ROOT" -b /proc -b /dev -b /sys -b "$SRC:/src" -w /src \
+      ${SHARE:+-b "$SHARE:/share"} \
       "${envs[@]}" "$@"
   fi
 }
