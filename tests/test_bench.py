@@ -4,15 +4,12 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
+from conftest import ROOT, TINY
 
 from edgetts import bench
 from edgetts.random_model import make_config, write_byte_tokenizer
-
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT / "tests" / "fixtures" / "tiny"
 
 
 def test_xor_read_twin():

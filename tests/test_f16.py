@@ -5,15 +5,13 @@ import os
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT
 from numba import njit
 
 from edgetts.kernels import conv, quant
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @njit(cache=True)

@@ -4,10 +4,8 @@ kernels. The missing library is simulated by making numba's pool modules unimpor
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT / "tests" / "fixtures" / "tiny"
+from conftest import ROOT, TINY
 
 _NO_LAYER = r"""
 import sys
