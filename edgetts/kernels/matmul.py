@@ -24,7 +24,8 @@ kernels read an "x8" copy of a quantized matrix (for every 8 rows and block: the
 then the 8 rows' quants) -- the same bytes reordered, so exactly the size of the original. It is
 made on the first product (or Matrix.prepare()), never for tables only used through rows_f32.
 It was ~20-45 % faster than reading the GGML rows in place (one linear stream, one scale load
-per 8 rows, constant offsets). The generic kernels read the GGML bytes in place.
+per 8 rows, constant offsets). The aarch64 kernels (matmul_arm.py) read the same copy; the
+generic kernels read the GGML bytes in place.
 Memory: the x8 copy is the ONE resident copy of those rows. Once it exists, the source pages of a
 file-mapped matrix are released (madvise DONTNEED; they stay in the page cache) and concat_rows
 repacks each part straight into its row range (no concatenated copy); rows_f32 / to_f32 read
