@@ -111,9 +111,20 @@ fi
 
 # the project's runtime + test dependencies, as aarch64 wheels (rebuilt when pyproject's lists change)
 python3 - "$SRC/pyproject.toml" >"$CACHE/requirements.txt" <<'EOF'
-import sys, tomllib
+import re, sys, tomllib
 p = tomllib.load(open(sys.argv[1], "rb"))["project"]
-print("\n".join(p["dependencies"] + p.get("optional-dependencies", {}).get("test", [])))
+opt = p.get("optional-dependencies", {})
+
+def expand(reqs):  # the project's own extras ("edgetts[server]") by their lists, never the project
+    for r in reqs:
+        m = re.fullmatch(re.escape(p["name"]) + r"\[(.+)\]", r.strip())
+        if m:
+            for e in m.group(1).split(","):
+                yield from expand(opt[e.strip()])
+        else:
+            yield r
+
+print("\n".join(dict.fromkeys(expand(p["dependencies"] + opt.get("test", [])))))
 EOF
 if ! cmp -s "$CACHE/requirements.txt" "$ROOT/var/cache/edgetts-requirements.txt"; then
   t0=$(date +%s)
