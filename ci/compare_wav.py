@@ -16,7 +16,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("a")
     ap.add_argument("b")
-    ap.add_argument("--max-lsb", type=int, default=2)
+    ap.add_argument("--max-lsb", type=int, default=1)
     args = ap.parse_args()
     a, ra = sf.read(args.a, dtype="int16")
     b, rb = sf.read(args.b, dtype="int16")

@@ -24,6 +24,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
+from . import matmul as _matmul
 from .matmul import ROWS, _data, _fn, _idx, _is_byte_array, _load, _row_q4_0, _row_q8_0
 from .quant import QK, Q4_0_BYTES, Q8_0_BYTES
 
@@ -227,18 +228,21 @@ def matmul_q4_0_neon(p, w, wd, XQ, XD, XS, out):
             out[t, r] = _row_q4_0(w, wd, r, XQ[t], XD[t], XS[t])
 
 
-# entries for matmul.QUANT_KERNELS: (dtype, isa) -> (matvec, small batch, reads the x8 copy)
+# registered in matmul.QUANT_KERNELS: (dtype, isa) -> (matvec, small batch, reads the x8 copy)
+# (here, so that importing this module or matmul first both leave the tables whole)
 QUANT_KERNELS = {
     ("Q8_0", "dotprod"): (matvec_q8_0_dotprod, matmul_q8_0_dotprod, True),
     ("Q4_0", "dotprod"): (matvec_q4_0_dotprod, matmul_q4_0_dotprod, True),
     ("Q8_0", "neon"): (matvec_q8_0_neon, matmul_q8_0_neon, True),
     ("Q4_0", "neon"): (matvec_q4_0_neon, matmul_q4_0_neon, True),
 }
-# entries for matmul.ROWS8 (the fused decoder's 8-row step): (dtype, isa) -> rows8 intrinsic
+# registered in matmul.ROWS8 (the fused decoder's 8-row step): (dtype, isa) -> rows8 intrinsic
 ROWS8 = {
     ("Q8_0", "dotprod"): rows8_q8_0_dotprod, ("Q4_0", "dotprod"): rows8_q4_0_dotprod,
     ("Q8_0", "neon"): rows8_q8_0_neon, ("Q4_0", "neon"): rows8_q4_0_neon,
 }
+_matmul.QUANT_KERNELS.update(QUANT_KERNELS)
+_matmul.ROWS8.update(ROWS8)
 
 
 # ------------------------------------------------------------------ introspection (tests, bench)
