@@ -30,7 +30,6 @@ if str(_ROOT) not in sys.path:
 os.environ.setdefault("OMP_WAIT_POLICY", "active")
 
 import numba  # noqa: E402
-from numba import njit, prange  # noqa: E402
 
 
 def setup_threads(threads: int | None = None) -> int:
@@ -67,96 +66,9 @@ def run_info() -> dict:
     return info
 
 
-def best_time(fn, repeat: int = 5, warmup: int = 1) -> float:
-    """Best wall time of fn() in seconds."""
-    for _ in range(warmup):
-        fn()
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-@njit(cache=True, fastmath=True, nogil=True)
-def _sum_u64(a):
-    # 8 independent lanes of xor so the loop is load-bound, not add-latency-bound
-    s0 = np.uint64(0)
-    s1 = np.uint64(0)
-    s2 = np.uint64(0)
-    s3 = np.uint64(0)
-    n = a.shape[0] // 4 * 4
-    for i in range(0, n, 4):
-        s0 ^= a[i]
-        s1 ^= a[i + 1]
-        s2 ^= a[i + 2]
-        s3 ^= a[i + 3]
-    return s0 ^ s1 ^ s2 ^ s3
-
-
-@njit(cache=True, parallel=True, nogil=True)
-def _par_read(a, part):
-    nchunk = part.shape[0]
-    cs = a.shape[0] // nchunk
-    for c in prange(nchunk):
-        part[c] = _sum_u64(a[c * cs:(c + 1) * cs])
-
-
-_BW_BUF: np.ndarray | None = None
-
-
-def measure_read_bandwidth(threads: int | None = None, gbytes: float = 1.0, repeat: int = 7) -> float:
-    """GB/s of a parallel read (xor-reduce) over a >= `gbytes` GB array, best of `repeat`."""
-    global _BW_BUF
-    n = int(gbytes * 1e9) // 8
-    if _BW_BUF is None or _BW_BUF.shape[0] < n:
-        _BW_BUF = np.ones(n, np.uint64)  # written once so the pages are real
-    a = _BW_BUF[:n]
-    prev = numba.get_num_threads()
-    if threads is not None:
-        setup_threads(threads)
-    part = np.zeros(64, np.uint64)
-    try:
-        t = best_time(lambda: _par_read(a, part), repeat=repeat)
-    finally:
-        numba.set_num_threads(prev)
-    return a.nbytes / t / 1e9
-
-
-def measure_read_bandwidth_summin(threads: int | None = None, gbytes: float = 1.0,
-                                  chunk_mb: float = 4.0, rounds: int = 7) -> float:
-    """GB/s of the same parallel read done chunk by chunk (chunks the size of a weight matrix),
-    each chunk's fastest time over `rounds` in-order passes, summed: the bandwidth counterpart
-    of a sum-of-minimum kernel timing (same time scale, same robustness to preemption)."""
-    global _BW_BUF
-    n = int(gbytes * 1e9) // 8
-    if _BW_BUF is None or _BW_BUF.shape[0] < n:
-        _BW_BUF = np.ones(n, np.uint64)
-    cs = int(chunk_mb * 1e6) // 8
-    chunks = [_BW_BUF[i:i + cs] for i in range(0, n - cs + 1, cs)]
-    prev = numba.get_num_threads()
-    if threads is not None:
-        setup_threads(threads)
-    part = np.zeros(threads or prev, np.uint64)
-    best = [float("inf")] * len(chunks)
-    try:
-        _par_read(chunks[0], part)
-        for _ in range(rounds):
-            for i, c in enumerate(chunks):
-                t0 = time.perf_counter()
-                _par_read(c, part)
-                dt = time.perf_counter() - t0
-                if dt < best[i]:
-                    best[i] = dt
-    finally:
-        numba.set_num_threads(prev)
-    return sum(c.nbytes for c in chunks) / sum(best) / 1e9
-
-
-def free_bandwidth_buffer() -> None:
-    global _BW_BUF
-    _BW_BUF = None
+# the measurement helpers live in the package (`edgetts bench` uses them too)
+from edgetts.bench import (best_time, free_bandwidth_buffer, measure_read_bandwidth,  # noqa: E402,F401
+                           measure_read_bandwidth_summin)
 
 
 def json_out(d: dict) -> None:

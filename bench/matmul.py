@@ -23,9 +23,10 @@ import time
 
 import numpy as np
 
-import _common
-from _common import (_par_read, best_time, json_out, measure_read_bandwidth,
-                     measure_read_bandwidth_summin, run_info, setup_threads)
+from _common import (best_time, json_out, measure_read_bandwidth, measure_read_bandwidth_summin,
+                     run_info, setup_threads)
+
+from edgetts import bench as _eb
 
 from edgetts.kernels.matmul import Matrix
 
@@ -80,9 +81,9 @@ def paired_sum_of_min(calls, rounds: int) -> tuple[float, float]:
     slice of the bandwidth buffer with the same byte count; both keep their fastest time over
     `rounds` in-order passes. Both see the same moments of a noisy machine, so the ratio
     read_s / kernel_s is the kernel's fraction of the read bandwidth at its own size."""
-    if _common._BW_BUF is None:
+    if _eb._BW_BUF is None:
         measure_read_bandwidth(None, repeat=1)
-    buf = _common._BW_BUF
+    buf = _eb._BW_BUF
     sl, pos = [], 0
     for m, _, _ in calls:
         n = m.nbytes // 8
@@ -99,7 +100,7 @@ def paired_sum_of_min(calls, rounds: int) -> tuple[float, float]:
             t0 = pc()
             m.matvec(x, o)
             t1 = pc()
-            _par_read(sl[i], part)
+            _eb.par_xor_read(sl[i], part)
             t2 = pc()
             bk[i] = min(bk[i], t1 - t0)
             bb[i] = min(bb[i], t2 - t1)

@@ -11,13 +11,13 @@ from importlib import metadata as _metadata
 # (~70 us x ~430 parallel regions per frame) is fewer regions per frame. Must be set before the
 # OpenMP runtime loads (first parallel call); an explicit user setting wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-# The LM and the codec launch numba kernels from two Python threads at once (streaming). numba's
-# fallback "workqueue" layer aborts the process on concurrent parallel launches; OpenMP and TBB
-# do not. An explicit NUMBA_THREADING_LAYER wins.
+# The LM and the codec launch numba kernels from two Python threads at once (streaming): OpenMP
+# or TBB, which allow that, when one loads (edgetts/threading_layer.py). An explicit
+# NUMBA_THREADING_LAYER wins.
 if "NUMBA_THREADING_LAYER" not in _os.environ:
-    import numba as _numba
+    from . import threading_layer as _threading_layer
 
-    _numba.config.THREADING_LAYER = "threadsafe"
+    _threading_layer.choose()
 
 try:
     __version__ = _metadata.version("edgetts")

@@ -1,4 +1,4 @@
-"""Command line: `edgetts say | clone | batch | quantize | info | serve | wyoming`.
+"""Command line: `edgetts say | clone | batch | quantize | info | serve | wyoming | bench`.
 
 Every subcommand module exposes `add_parser(subparsers)` and the parser's `func(args) -> int`.
 Errors the user can fix (EdgeTTSError) print one line and exit non-zero, never a traceback.
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .serve import serve_cmd; serve_cmd.add_parser(sub)
     from .serve import wyoming_cmd; wyoming_cmd.add_parser(sub)
     from .batching import cli as batch_cli; batch_cli.add_parser(sub)
+    from . import bench; bench.add_parser(sub)
     return p
 
 

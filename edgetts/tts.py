@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import threading_layer as _threading_layer
 from . import weights as _weights
 from .busy import ModelLock
 from .errors import EdgeTTSError
@@ -71,6 +72,7 @@ def load(path, threads: int | None = None, codec_precision: str = "auto") -> "TT
 
 class TTS:
     def __init__(self, checkpoint, threads: int | None = None, codec_precision: str = "auto"):
+        _threading_layer.require_threadsafe()  # the LM and the codec run kernels at once
         if threads:
             import numba
             numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))

@@ -111,16 +111,21 @@ def test_ctrl_c_while_playing_stops_cleanly(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), HOME=str(tmp_path),
                ALSA_CONFIG_PATH=str(tmp_path / "asound.conf"))
     (tmp_path / "asound.conf").write_text("pcm.!default { type null }\n")
-    p = subprocess.Popen([sys.executable, "-m", "edgetts.cli", "say", *common(frames=100000), TEXT],
+    p = subprocess.Popen([sys.executable, "-m", "edgetts.cli", "say", "-v", *common(frames=100000), TEXT],
                          env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(4.0)
+    head = []
+    while not head or "loaded" not in head[-1]:  # past the imports and the load (slow under emulation)
+        line = p.stderr.readline().decode()
+        assert line, "".join(head)
+        head.append(line)
+    time.sleep(1.0)
     p.send_signal(signal.SIGINT)
     try:
         out, err = p.communicate(timeout=60)
     except subprocess.TimeoutExpired:
         p.kill()
         raise
-    err = err.decode()
+    err = "".join(head) + err.decode()
     assert p.returncode == 130, err
     assert "Traceback" not in err and "interrupted" in err, err
 

@@ -165,8 +165,21 @@ def dwconv_causal(xp, w, bias, out):
                 out[t, c] += xp[t + j, c] * w[j, c]
 
 
-# every float16 bit pattern widened once (numpy's own conversion; 256 KB, stays in L2)
-F16_TABLE = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+def _f16_table() -> np.ndarray:
+    """Every float16 bit pattern widened to float32 (256 KB, stays in L2), built from the bit
+    fields with integer operations: a float cast of the NaN patterns raises numpy's "invalid value
+    encountered in cast" on ARM (hardware conversion). Same bits as numpy's x86 conversion: NaN
+    payloads kept as they are."""
+    h = np.arange(65536, dtype=np.uint32)
+    sign, exp, man = (h & 0x8000) << 16, (h >> 10) & 0x1F, h & 0x3FF
+    bits = sign | ((exp + 112) << 23) | (man << 13)                       # normal numbers
+    bits = np.where(exp == 0x1F, sign | 0x7F800000 | (man << 13), bits)  # inf / NaN
+    sub = (man.astype(np.float32) * np.float32(2.0 ** -24)).view(np.uint32)  # exact
+    bits = np.where(exp == 0, sign | sub, bits)                          # zero / subnormal
+    return bits.view(np.float32)
+
+
+F16_TABLE = _f16_table()
 
 
 @njit(cache=True, nogil=True)

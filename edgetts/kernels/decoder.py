@@ -20,9 +20,9 @@ deadlock whatever the runtime does with the iterations. A waiting thread yields 
 thread or another process needs the core.
 
 The arithmetic is the per-op kernels' own (rmsnorm, add_rmsnorm, quantize_act, silu_mul's
-expression, the x86 rows8 intrinsics, attention in qkv_attention's order, dequantize_*_rows,
+expression, the 8-row intrinsics (x86, aarch64), attention in qkv_attention's order, dequantize_*_rows,
 sample / argmax), so results equal the per-op path bit for bit (tests/test_decoder.py). Only
-quantized matrices in the x86 x8 layout with rows % 8 == 0 run here (models/talker.py decides);
+quantized matrices in the x8 layout with rows % 8 == 0 run here (models/talker.py decides);
 everything else keeps the per-op path.
 """
 from typing import NamedTuple
@@ -34,7 +34,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .attention import _head_rmsnorm_rope, attend_head
-from .matmul import ROWS, rows8_q4_0_avx2, rows8_q4_0_vnni, rows8_q8_0_avx2, rows8_q8_0_vnni
+from .matmul import ROWS, ROWS8
 from .norm import add_rmsnorm, rmsnorm
 from .quant import (KERNEL_ISA, QK, Q4_0_BYTES, Q8_0_BYTES, dequantize_q4_0_rows, dequantize_q8_0_rows,
                     quantize_act)
@@ -42,13 +42,14 @@ from .sampling import argmax, sample
 
 KIND_Q8_0, KIND_Q4_0 = 0, 1
 KINDS = {"Q8_0": KIND_Q8_0, "Q4_0": KIND_Q4_0}
-SUPPORTED = KERNEL_ISA in ("vnni", "avx2")
+SUPPORTED = ("Q8_0", KERNEL_ISA) in ROWS8  # the x86 and aarch64 8-row kernels
 CHUNK = 128           # rows per claimed unit of a product (multiple of 64); 64-256 measured alike
 SPINS = 0             # pause-spins before a waiting thread yields its core (0-2000 measured)
 PHASES_PER_LAYER = 5
 
-_R8Q8 = rows8_q8_0_vnni if KERNEL_ISA == "vnni" else rows8_q8_0_avx2
-_R8Q4 = rows8_q4_0_vnni if KERNEL_ISA == "vnni" else rows8_q4_0_avx2
+_R8Q8 = ROWS8.get(("Q8_0", KERNEL_ISA), ROWS8[("Q8_0", "avx2")])
+_R8Q4 = ROWS8.get(("Q4_0", KERNEL_ISA), ROWS8[("Q4_0", "avx2")])
+_ARM = KERNEL_ISA in ("neon", "dotprod")
 
 
 # ------------------------------------------------------------------------------ named state
@@ -136,9 +137,14 @@ def atomic_load(typingctx, arr, idx):
 @intrinsic
 def cpu_pause(typingctx):
     def codegen(context, builder, sig, args):
-        f = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
-                                           "llvm.x86.sse2.pause")
-        builder.call(f, [])
+        if _ARM:  # YIELD hint
+            f = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [ir.IntType(32)]),
+                                               "llvm.aarch64.hint")
+            builder.call(f, [ir.Constant(ir.IntType(32), 1)])
+        else:
+            f = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                               "llvm.x86.sse2.pause")
+            builder.call(f, [])
         return context.get_dummy_value()
 
     return types.none(), codegen

@@ -24,7 +24,8 @@ kernels read an "x8" copy of a quantized matrix (for every 8 rows and block: the
 then the 8 rows' quants) -- the same bytes reordered, so exactly the size of the original. It is
 made on the first product (or Matrix.prepare()), never for tables only used through rows_f32.
 It was ~20-45 % faster than reading the GGML rows in place (one linear stream, one scale load
-per 8 rows, constant offsets). The generic kernels read the GGML bytes in place.
+per 8 rows, constant offsets). The aarch64 kernels (matmul_arm.py) read the same copy; the
+generic kernels read the GGML bytes in place.
 Memory: the x8 copy is the ONE resident copy of those rows. Once it exists, the source pages of a
 file-mapped matrix are released (madvise DONTNEED; they stay in the page cache) and concat_rows
 repacks each part straight into its row range (no concatenated copy); rows_f32 / to_f32 read
@@ -453,6 +454,12 @@ QUANT_KERNELS = {
     ("Q8_0", "vnni"): (matvec_q8_0_vnni, matmul_q8_0_vnni, True),
     ("Q4_0", "vnni"): (matvec_q4_0_vnni, matmul_q4_0_vnni, True),
 }
+# (dtype, isa) -> the 8-row step on the x8 copy (the fused decoder calls it directly)
+ROWS8 = {
+    ("Q8_0", "avx2"): rows8_q8_0_avx2, ("Q4_0", "avx2"): rows8_q4_0_avx2,
+    ("Q8_0", "vnni"): rows8_q8_0_vnni, ("Q4_0", "vnni"): rows8_q4_0_vnni,
+}
+from . import matmul_arm  # noqa: E402,F401  (adds the aarch64 sets to the two tables above)
 
 
 def pack_x8(w: np.ndarray, dtype: str) -> np.ndarray:

@@ -35,8 +35,8 @@ def _low16(builder, v, ty):
 
 
 @intrinsic
-def f16_to_f32(typingctx, h):
-    """float16 bits (low 16 bits of an integer) -> float32 (LLVM fpext half: vcvtph2ps)."""
+def _f16_to_f32_hw(typingctx, h):
+    """float16 bits (low 16 bits of an integer) -> float32 (LLVM fpext half: vcvtph2ps, fcvt)."""
     if not isinstance(h, types.Integer) or h.bitwidth < 16:
         return None
 
@@ -48,8 +48,8 @@ def f16_to_f32(typingctx, h):
 
 
 @intrinsic
-def f32_to_f16(typingctx, x):
-    """float32 -> float16 bits (uint16), round to nearest even (as numpy astype(float16))."""
+def _f32_to_f16_hw(typingctx, x):
+    """float32 -> float16 bits (uint16), round to nearest even (LLVM fptrunc half)."""
     if not isinstance(x, types.Float) or x.bitwidth != 32:
         return None
 
@@ -57,6 +57,101 @@ def f32_to_f16(typingctx, x):
         return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
 
     return types.uint16(x), codegen
+
+
+@intrinsic
+def _f32_bits(typingctx, x):
+    """float32 -> its uint32 bit pattern."""
+    if not isinstance(x, types.Float) or x.bitwidth != 32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.uint32(x), codegen
+
+
+@intrinsic
+def _bits_f32(typingctx, u):
+    """Low 32 bits of an integer -> float32 with that bit pattern."""
+    if not isinstance(u, types.Integer) or u.bitwidth < 32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        v = args[0]
+        if signature.args[0].bitwidth > 32:
+            v = builder.trunc(v, ir.IntType(32))
+        return builder.bitcast(v, ir.FloatType())
+
+    return types.float32(u), codegen
+
+
+# Integer versions, for targets without a half-precision conversion instruction: there LLVM
+# calls the compiler-rt helpers __extendhfsf2 / __truncsfhf2, which numba's JIT does not link
+# ("LLVM ERROR: Symbol not found: __truncsfhf2" under NUMBA_CPU_NAME=generic on x86-64).
+# Bit-identical to the instructions on every finite value and infinity (tests/test_f16.py);
+# NaN stays NaN (quieted, payload kept as far as it fits).
+
+@njit(cache=True, nogil=True)
+def _f16_to_f32_soft(h):
+    h = np.int64(h) & 0xFFFF
+    s = (h & 0x8000) << 16
+    e = (h >> 10) & 0x1F
+    m = h & 0x3FF
+    if e == 0x1F:  # inf / NaN (quiet bit set, as the conversion instructions do)
+        bits = s | 0x7F800000 | (m << 13)
+        if m != 0:
+            bits |= 0x00400000
+    elif e != 0:
+        bits = s | ((e + 112) << 23) | (m << 13)
+    else:  # zero / subnormal: m * 2^-24, exact in float32
+        bits = s | np.int64(_f32_bits(np.float32(m) * np.float32(5.9604644775390625e-08)))
+    return _bits_f32(bits)
+
+
+@njit(cache=True, nogil=True)
+def _f32_to_f16_soft(x):
+    f = np.int64(_f32_bits(x))
+    s = (f >> 16) & 0x8000
+    a = f & 0x7FFFFFFF
+    if a > 0x7F800000:  # NaN: quiet, top payload bits kept
+        h = 0x7E00 | ((a >> 13) & 0x3FF)
+    elif a >= 0x47800000:  # >= 65536 (and inf): overflows
+        h = 0x7C00
+    elif a < 0x38800000:  # below the smallest normal half: a multiple of 2^-24, rounded to even
+        v = _bits_f32(a) * np.float32(16777216.0)  # exact (power of 2), < 1024
+        h = np.int64((v + np.float32(8388608.0)) - np.float32(8388608.0))  # round half to even
+    else:
+        h = (a >> 13) - (112 << 10)  # rebias the exponent field: 127 -> 15
+        rem = a & 0x1FFF
+        if rem > 0x1000 or (rem == 0x1000 and (h & 1) != 0):
+            h += 1  # a carry into the exponent is right (up to 0x7C00 = inf)
+    return np.uint16(s | h)
+
+
+def _native_half() -> bool:
+    """True when the target numba compiles for has half <-> float instructions (x86 F16C,
+    every aarch64)."""
+    import platform
+
+    import numba
+    from llvmlite import binding as llvm
+
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        return True
+    if numba.config.CPU_NAME not in (None, "host"):
+        return "+f16c" in (numba.config.CPU_FEATURES or "")
+    try:
+        return bool(llvm.get_host_cpu_features().get("f16c", False))
+    except Exception:
+        return False
+
+
+NATIVE_HALF = _native_half()
+# f16_to_f32(h): float16 bits (low 16 bits of an integer) -> float32
+# f32_to_f16(x): float32 -> float16 bits (uint16), round to nearest even (as numpy astype)
+f16_to_f32 = _f16_to_f32_hw if NATIVE_HALF else _f16_to_f32_soft
+f32_to_f16 = _f32_to_f16_hw if NATIVE_HALF else _f32_to_f16_soft
 
 
 @intrinsic
@@ -287,18 +382,79 @@ def dot_u4s8_32(typingctx, a, ao, b, bo):
 
 
 # ------------------------------------------------------------------ host instruction set
-# The x86 kernels in matmul.py name x86 intrinsics, so they are only built when the host has
-# the feature. EDGETTS_KERNEL_ISA=generic|avx2|vnni forces a set (tests, comparisons).
+# The x86 kernels in matmul.py name x86 intrinsics, the aarch64 ones in matmul_arm.py aarch64
+# intrinsics, so a set is only chosen when the CPU has it AND numba compiles for a target that
+# has it. EDGETTS_KERNEL_ISA=generic|avx2|vnni|neon|dotprod forces a set (tests, comparisons).
+
+_ISAS = {"generic": ("generic",), "avx2": ("generic", "avx2"),
+         "vnni": ("generic", "avx2", "vnni"), "neon": ("generic", "neon"),
+         "dotprod": ("generic", "neon", "dotprod")}
+_HWCAP_ASIMD, _HWCAP_ASIMDDP = 1 << 1, 1 << 20  # Linux arm64 AT_HWCAP bits
+# LLVM AArch64 CPU names with FeatureDotProd (ARMv8.2+ with the dot product extension)
+_DOTPROD_CPUS = ("cortex-a55", "cortex-a65", "cortex-a75", "cortex-a76", "cortex-a77", "cortex-a78",
+                 "cortex-a510", "cortex-a520", "cortex-a710", "cortex-a715", "cortex-a720",
+                 "cortex-x", "neoverse-", "apple-m", "apple-a13", "apple-a14", "apple-a15",
+                 "apple-a16", "apple-a17", "ampere1", "tsv110", "exynos-m4", "exynos-m5")
+
+
+def _arm_hwcaps() -> tuple[bool, bool]:
+    """(ASIMD, ASIMDDP) from the kernel's own report of the CPU (getauxval(AT_HWCAP)); numpy's
+    runtime CPU detection where getauxval is not there."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        libc.getauxval.restype = ctypes.c_ulong
+        libc.getauxval.argtypes = (ctypes.c_ulong,)
+        caps = libc.getauxval(16)  # AT_HWCAP
+        return bool(caps & _HWCAP_ASIMD), bool(caps & _HWCAP_ASIMDDP)
+    except (OSError, AttributeError):
+        try:
+            from numpy._core._multiarray_umath import __cpu_features__ as f
+        except ImportError:  # numpy 1.x
+            from numpy.core._multiarray_umath import __cpu_features__ as f
+        return bool(f.get("ASIMD")), bool(f.get("ASIMDDP"))
+
+
+def _numba_target_has_dotprod() -> bool:
+    """Whether the target numba compiles for (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES, else LLVM's
+    view of the host: a bare `generic` under qemu, which reads no CPU id) has SDOT."""
+    import numba
+    from llvmlite import binding as llvm
+
+    feats = numba.config.CPU_FEATURES
+    if feats is None and numba.config.CPU_NAME in (None, "host"):
+        try:
+            if llvm.get_host_cpu_features().get("dotprod", False):
+                return True
+        except Exception:
+            pass
+        feats = ""
+    if "-dotprod" in (feats or ""):
+        return False
+    if "+dotprod" in (feats or ""):
+        return True
+    name = numba.config.CPU_NAME
+    if name in (None, "host"):
+        name = llvm.get_host_cpu_name()
+    return name.lower().startswith(_DOTPROD_CPUS)
+
 
 def _host_isa() -> str:
     import os
+    import platform
 
     import numba
     from llvmlite import binding as llvm
 
     forced = os.environ.get("EDGETTS_KERNEL_ISA", "").strip().lower()
-    if forced in ("generic", "avx2", "vnni"):
+    if forced in _ISAS:
         return forced
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        asimd, dotprod = _arm_hwcaps()
+        if not asimd:
+            return "generic"
+        return "dotprod" if dotprod and _numba_target_has_dotprod() else "neon"
     if numba.config.CPU_NAME not in (None, "host"):
         return "generic"  # portable build (NUMBA_CPU_NAME=generic ...): no x86-only intrinsics
     try:
@@ -313,5 +469,4 @@ def _host_isa() -> str:
 
 
 KERNEL_ISA = _host_isa()
-ISAS = {"generic": ("generic",), "avx2": ("generic", "avx2"),
-        "vnni": ("generic", "avx2", "vnni")}[KERNEL_ISA]  # kernel sets this host can run
+ISAS = _ISAS[KERNEL_ISA]  # kernel sets this host can run
