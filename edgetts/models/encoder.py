@@ -36,7 +36,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import EdgeTTSError
-from ..gguf import metadata as gguf_metadata
 from ..gguf.names import GGUFView
 from ..kernels import codec_attn as ka
 from ..kernels import conv as kc
@@ -45,66 +44,9 @@ from ..kernels import snake as ks
 from ..kernels.memory import release_pages
 from ..kernels.pool import Rows, default_threads
 from .codec import CodecDecoder
+from .config import EncoderConfig
 
 _P = "tok_enc."
-
-
-# ------------------------------------------------------------------------------------ config
-@dataclass
-class EncoderConfig:
-    sample_rate: int               # input_sample_rate
-    frame_samples: int             # encode_downsample_rate: samples per output frame
-    num_quantizers: int            # encoder_valid_num_quantizers: codes per frame kept
-    num_semantic_quantizers: int
-    codebook_size: int
-    upsampling_ratios: list        # applied in reverse order by the encoder
-    num_residual_layers: int
-    dilation_growth_rate: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    num_key_value_heads: int
-    head_dim: int
-    norm_eps: float
-    rope_theta: float
-
-    @classmethod
-    def from_hf(cls, cfg: dict | None) -> "EncoderConfig":
-        """From speech_tokenizer/config.json (a dict)."""
-        if not cfg or not isinstance(cfg.get("encoder_config"), dict):
-            raise EdgeTTSError("codec config has no encoder_config: this codec cannot encode audio")
-        e = cfg["encoder_config"]
-        # settings the Mimi encoder allows but the Qwen3-TTS codec does not use (and GGUF omits)
-        for key, want in (("use_causal_conv", True), ("pad_mode", "constant"), ("use_conv_shortcut", False),
-                          ("audio_channels", 1)):
-            if key in e and e[key] != want:
-                raise EdgeTTSError(f"codec encoder: {key}={e[key]!r} is not supported (expected {want!r})")
-        try:
-            heads = int(e["num_attention_heads"])
-            return cls(
-                sample_rate=int(cfg["input_sample_rate"]),
-                frame_samples=int(cfg["encode_downsample_rate"]),
-                num_quantizers=int(cfg["encoder_valid_num_quantizers"]),
-                num_semantic_quantizers=int(e["num_semantic_quantizers"]),
-                codebook_size=int(e["codebook_size"]),
-                upsampling_ratios=[int(r) for r in e["upsampling_ratios"]],
-                num_residual_layers=int(e["num_residual_layers"]),
-                dilation_growth_rate=int(e["dilation_growth_rate"]),
-                num_hidden_layers=int(e["num_hidden_layers"]),
-                num_attention_heads=heads,
-                num_key_value_heads=int(e.get("num_key_value_heads") or heads),
-                head_dim=int(e.get("head_dim") or int(e["hidden_size"]) // heads),
-                norm_eps=float(e["norm_eps"]),
-                rope_theta=float(e["rope_theta"]),
-            )
-        except (KeyError, TypeError, ValueError) as err:
-            raise EdgeTTSError(f"codec config: missing or bad encoder setting ({err})") from None
-
-    @classmethod
-    def from_checkpoint(cls, ck) -> "EncoderConfig":
-        w = ck.codec
-        if w is not None and w.format == "gguf":
-            return cls.from_hf(gguf_metadata.codec_config(w.metadata))
-        return cls.from_hf(ck.codec_config)
 
 
 # ------------------------------------------------------------------------------------ layers
