@@ -329,17 +329,19 @@ def repack_x8(w, bpb, out):
     """GGML rows w uint8[rows, nb * bpb] -> x8 layout out uint8[rows // 8 * nb * 8 * bpb]:
     per group of 8 rows and block: 8 float16 scales, then the 8 rows' quants. Rows past the
     last full group are not copied (the kernels read them from w)."""
-    nb = w.shape[1] // bpb
+    rows, rb = w.shape
+    nb = rb // bpb
     qb = bpb - 2
-    for g in prange(w.shape[0] // ROWS):
+    wf = w.reshape(rows * rb)  # flat, so the quants copy as one slice (a memcpy; 2-D
+    for g in prange(rows // ROWS):  # indexing with wraparound checks copied ~0.7 GB/s)
         for b in range(nb):
             o = (g * nb + b) * ROWS * bpb
             for k in range(ROWS):
-                r = ROWS * g + k
-                out[o + 2 * k] = w[r, b * bpb]
-                out[o + 2 * k + 1] = w[r, b * bpb + 1]
-                for i in range(qb):
-                    out[o + 2 * ROWS + k * qb + i] = w[r, b * bpb + 2 + i]
+                s = (ROWS * g + k) * rb + b * bpb
+                out[o + 2 * k] = wf[s]
+                out[o + 2 * k + 1] = wf[s + 1]
+                d = o + 2 * ROWS + k * qb
+                out[d:d + qb] = wf[s + 2:s + 2 + qb]
 
 
 # x86: eight rows per step from the x8 copy p, the last rows % 8 with the generic row from w.

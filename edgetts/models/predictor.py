@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import typed
 
 from ..kernels import decoder
 from ..kernels.activations_lm import add_bias
@@ -54,9 +53,9 @@ class Predictor:
         if not all(e.dtype in decoder.KINDS and e._x8.size == 0 for e in self.embd):
             return None
         return dict(heads=decoder.FrameHeads(
-                        heads=typed.List([m.prepare()._x8 for m in self.heads]),
+                        heads=decoder.array_list([m.prepare()._x8 for m in self.heads]),
                         head_kinds=np.array([decoder.KINDS[m.dtype] for m in self.heads], np.int64),
-                        embd=typed.List([e.data for e in self.embd]),
+                        embd=decoder.array_list([e.data for e in self.embd]),
                         embd_kinds=np.array([decoder.KINDS[e.dtype] for e in self.embd], np.int64),
                         logits=self.logits, work=self.work),
                     ctr=decoder.counters(len(st.layers), self.groups),

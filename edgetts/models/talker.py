@@ -95,15 +95,13 @@ class Stack:
     def _fused_setup(self):
         """The fused path's weights (decoder.StackWeights) and quantized-activation scratch when
         every layer matrix is quantized in the x86 x8 layout; None keeps the per-op path."""
-        from numba import typed
-
         mats = self.matrices()
         if not mats or not all(self._x8_ok(m) for m in mats):
             return None
         c = self.cfg
         K = max(c.hidden, c.n_heads * c.head_dim)
         self._W = decoder.StackWeights(
-            P=typed.List([m.prepare()._x8 for m in mats]),
+            P=decoder.array_list([m.prepare()._x8 for m in mats]),
             kinds=np.array([decoder.KINDS[m.dtype] for m in mats], np.int64),
             rows=np.array([m.rows for m in mats], np.int64),
             attn_norm=np.stack([L.attn_norm for L in self.layers]),
