@@ -8,6 +8,7 @@ import pytest
 
 from edgetts.kernels import codec_attn as ka
 from edgetts.kernels import snake as ks
+from edgetts.kernels.rope import rope_cos_sin
 
 rng = np.random.default_rng(99)
 
@@ -71,7 +72,7 @@ def test_rope():
     T, H, hd = 5, 3, 8
     x = _r(T, H, hd)
     pos = np.arange(7, 7 + T)
-    cos, sin = ka.rope_cos_sin(pos, hd, 10000.0)
+    cos, sin = rope_cos_sin(pos, hd, 10000.0)
     inv = 1.0 / 10000.0 ** (np.arange(0, hd, 2) / hd)
     ang = pos[:, None] * inv[None]
     c = np.concatenate([np.cos(ang)] * 2, 1)[:, None]

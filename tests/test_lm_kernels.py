@@ -18,7 +18,9 @@ def np_rmsnorm(x, w, eps):
 def np_rope(x, pos, theta):
     """x [..., hd] at integer positions pos [...]; rotate-half layout."""
     hd = x.shape[-1]
-    inv = (1.0 / theta ** (np.arange(0, hd, 2) / hd)).astype(np.float32)
+    # the reference's float32 steps, each rounded once: e = 2i/hd, p = theta ** e, inv = 1 / p
+    e = np.arange(0, hd, 2, dtype=np.float32) / np.float32(hd)
+    inv = np.float32(1) / (float(theta) ** e.astype(np.float64)).astype(np.float32)
     f = (np.asarray(pos, np.float32)[..., None] * inv).astype(np.float64)  # angles in float32, as the reference
     cos = np.concatenate([np.cos(f), np.cos(f)], -1)
     sin = np.concatenate([np.sin(f), np.sin(f)], -1)

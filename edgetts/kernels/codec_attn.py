@@ -27,14 +27,6 @@ def rms_norm(x, w, eps, out):
             out[t, i] = w[i] * (x[t, i] * r)
 
 
-def rope_cos_sin(positions: np.ndarray, head_dim: int, theta: float):
-    """cos, sin [len(positions), head_dim/2] float32, computed in float32 as Hugging Face does."""
-    inv_freq = (1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.int64).astype(np.float32) / head_dim))
-                ).astype(np.float32)
-    ang = positions.astype(np.float32)[:, None] * inv_freq[None, :]
-    return np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
-
-
 @njit(cache=True, nogil=True)
 def rope_rotate(x, cos, sin):
     """x [T, H, hd] in place: (x1, x2) -> (x1*cos - x2*sin, x2*cos + x1*sin), halves of hd."""

@@ -43,6 +43,7 @@ from .config import CodecConfig
 from ..kernels import codec_attn as ka
 from ..kernels import conv as kc
 from ..kernels.memory import release_pages
+from ..kernels.rope import rope_cos_sin
 from ..kernels.pool import Rows, as_f32, default_threads
 from ..kernels import snake as ks
 from ..kernels.lowp import PackedGemm
@@ -462,7 +463,7 @@ class CodecStream:
         lin = self.rows.lin
         h = lin(x, d.in_w)
         h += d.in_b
-        cos, sin = ka.rope_cos_sin(np.arange(self.pos, self.pos + n), hd, cfg.rope_theta)
+        cos, sin = rope_cos_sin(np.arange(self.pos, self.pos + n), hd, cfg.rope_theta)
         a = np.empty_like(h)
         att = np.empty((n, H, hd), np.float32)
         n_past = self.n_past

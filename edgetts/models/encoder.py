@@ -42,6 +42,7 @@ from ..kernels import conv as kc
 from ..kernels import encoder_ops as ko
 from ..kernels import snake as ks
 from ..kernels.memory import release_pages
+from ..kernels.rope import rope_cos_sin
 from ..kernels.pool import Rows, default_threads
 from .codec import CodecDecoder
 from .config import EncoderConfig
@@ -385,7 +386,7 @@ class CodecEncoder:
         H, Hkv, hd = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         eps = np.float32(cfg.norm_eps)
         zero = np.zeros(D, np.float32)
-        cos, sin = ka.rope_cos_sin(np.arange(T), hd, cfg.rope_theta)
+        cos, sin = rope_cos_sin(np.arange(T), hd, cfg.rope_theta)
         scale = np.float32(hd ** -0.5)
         a = np.empty_like(h)
         att = np.empty((T, H, hd), np.float32)
