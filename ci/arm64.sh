@@ -69,7 +69,7 @@ binfmt_ok() {
 # run ARGS inside the root: chroot in a private mount namespace (mounts vanish with it), or proot
 in_root() {
   local envs=(env -i PATH="$VENV/bin:/usr/local/bin:/usr/bin:/bin" HOME=/root LANG=C.UTF-8
-              QEMU_CPU="$CPU" NUMBA_CPU_NAME="$CPU" NUMBA_CACHE_DIR="/var/cache/numba-$CPU"
+              EDGETTS_EMULATED=qemu-user QEMU_CPU="$CPU" NUMBA_CPU_NAME="$CPU" NUMBA_CACHE_DIR="/var/cache/numba-$CPU"
               PYTHONPYCACHEPREFIX="/var/cache/pycache" PYTHONPATH=/src
               ${EDGETTS_KERNEL_ISA:+EDGETTS_KERNEL_ISA=$EDGETTS_KERNEL_ISA}
               ${NUMBA_NUM_THREADS:+NUMBA_NUM_THREADS=$NUMBA_NUM_THREADS})

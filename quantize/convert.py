@@ -12,12 +12,12 @@ import os
 import re
 import sys
 import time
-from importlib import metadata as _metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+import edgetts
 from edgetts import weights as W
 from edgetts.atomic import AtomicOutput
 from edgetts.errors import EdgeTTSError, WeightsError
@@ -195,7 +195,7 @@ def quant_kv(qtype: str, items: list[Item], source: str) -> list[tuple[str, str,
     rt = role_types(qtype)
     kv = [(K.GENERAL_FILE_TYPE, "str", qtype.upper()),
           (K.GENERAL_QUANTIZATION_VERSION, "u32", K.QUANTIZATION_VERSION),
-          (K.EDGETTS_VERSION, "str", _metadata.version("edgetts")),
+          (K.EDGETTS_VERSION, "str", edgetts.__version__),
           (K.EDGETTS_QUANT_POLICY, "str", policy_line(qtype))]
     kv += [(K.EDGETTS_QUANT_ROLE + r, "str", rt[r]) for r in ROLES]
     kv += [(K.EDGETTS_QUANT_FALLBACK, "u32", sum(it.fallback for it in items)),

@@ -33,7 +33,7 @@ from edgetts.batching.jobs import Manifest, read_input  # noqa: E402
 from edgetts.errors import EdgeTTSError  # noqa: E402
 from edgetts.text.normalize import normalize  # noqa: E402
 
-from conftest import ROOT, TINY  # noqa: E402
+from conftest import ROOT, TINY, requires_ray  # noqa: E402
 TORN = '{"id": "utt-09", "file": "utt-0'
 TEXTS = ["Hello there, how are you?", "The quick brown fox jumps over the lazy dog.",
          "Good morning.", "Please read this sentence aloud, slowly and clearly.",
@@ -361,6 +361,7 @@ def ray_session():
     ray.shutdown()
 
 
+@requires_ray
 def test_ray_every_id_once_same_samples_bad_lines(tmp_path, tts, ray_session):
     good = good_lines(tts, 6)
     bad = bad_lines(tts, good[1]["id"])
@@ -374,6 +375,7 @@ def test_ray_every_id_once_same_samples_bad_lines(tmp_path, tts, ray_session):
     assert ray_session.is_initialized()                  # the caller's session is left running
 
 
+@requires_ray
 def test_ray_actor_killed_mid_item(tmp_path, tts, ray_session):
     good = good_lines(tts, 8)
     src = write_input(tmp_path / "in.jsonl", good)
@@ -405,6 +407,7 @@ def two_node_cluster(ray_session):
         cluster.shutdown()
 
 
+@requires_ray
 def test_ray_two_node_cluster_resume_after_kill_9(tmp_path, tts, two_node_cluster):
     good = good_lines(tts, 10)
     write_input(tmp_path / "in.jsonl", good)
@@ -428,6 +431,7 @@ def test_ray_two_node_cluster_resume_after_kill_9(tmp_path, tts, two_node_cluste
     assert len(nodes) == 2                                # both nodes did work
 
 
+@requires_ray
 def test_ray_flag_without_address_starts_and_stops_a_private_instance(tmp_path, tts):
     good = good_lines(tts, 2)
     write_input(tmp_path / "in.jsonl", good)
