@@ -147,28 +147,34 @@ def test_matvec_vs_numpy(dtype, shape):
 @pytest.mark.parametrize("dtype", ["Q8_0", "Q4_0"])
 def test_quant_kernels_every_isa(isa, dtype):
     """Every kernel set this CPU can run (generic, avx2, vnni), matvec and small batch, against
-    the integer twin; rows % 8 != 0 exercises the 8-row kernels' tails."""
+    the integer twin; rows % 8 != 0 exercises the 8-row kernels' tails. The small-batch kernel
+    equals the matvec one bit for bit (6 rows: the x86 VNNI kernel's 4-row tile pass and its
+    1-row tail; 2 rows: its per-row path)."""
     mv, mm, _ = QUANT_KERNELS[(dtype, isa)]
     rng = np.random.default_rng(11)
     for rows, cols in [(1, 32), (7, 96), (45, 224), (16, 1056)]:
         m = Matrix.from_f32(rand_w(rng, rows, cols), dtype)
-        X = rng.standard_normal((3, cols)).astype(np.float32)
+        X = rng.standard_normal((6, cols)).astype(np.float32)
         X[1] *= 1e-3
         nb = cols // 32
-        XQ = np.empty((3, cols), np.int8)
-        XD = np.empty((3, nb), np.float32)
-        XS = np.empty((3, nb), np.int32)
+        XQ = np.empty((6, cols), np.int8)
+        XD = np.empty((6, nb), np.float32)
+        XS = np.empty((6, nb), np.int32)
         quant.quantize_act_rows(X, XQ, XD, XS)
-        Y = np.empty((3, rows), np.float32)
+        Y = np.empty((6, rows), np.float32)
+        Y2 = np.empty((2, rows), np.float32)
         p = pack_x8(m.data, dtype)
         assert p.nbytes == rows // 8 * 8 * m.data.shape[1]  # same bytes as the rows it holds
         mm(p, m.data, m.data.view(np.uint16), XQ, XD, XS, Y)
-        for t in range(3):
+        mm(p, m.data, m.data.view(np.uint16), XQ[4:], XD[4:], XS[4:], Y2)
+        np.testing.assert_array_equal(Y2, Y[4:])
+        for t in range(6):
             twin, scale = np_matvec_int8(m, X[t])
             out = np.empty(rows, np.float32)
             mv(p, m.data, m.data.view(np.uint16), XQ[t], XD[t], XS[t], out)
             assert np.all(np.abs(out - twin) <= 1e-5 * scale + 1e-30)
             assert np.all(np.abs(Y[t] - twin) <= 1e-5 * scale + 1e-30)
+            np.testing.assert_array_equal(Y[t], out)
 
 
 @pytest.mark.parametrize("dtype", TYPES)
