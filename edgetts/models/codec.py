@@ -14,9 +14,8 @@ decode() is a fresh stream fed in chunks of `chunk_frames` (bounded scratch memo
 is identical to a single full forward pass up to float32 rounding.
 
 Load: weights become float32 (F16/BF16 widened; F32 used in place from the memory map where
-the stored layout already suits the kernel). Each RVQ codebook is multiplied by its group's
-output_proj -> one [codebook_size, codebook_dim] table per quantizer (z = sum of the row
-gathers); SnakeBeta's exp(alpha) and 1/(exp(beta)+1e-9) are precomputed. Layouts:
+the stored layout already suits the kernel). The RVQ sums each group's codebook rows and
+projects the sum with the group's output_proj (codebooks read in place); SnakeBeta's exp(alpha) and 1/(exp(beta)+1e-9) are precomputed. Layouts:
   stride-1 convs    tap-major copy [k*Cin, Cout]           (im2col + one BLAS GEMM)
   transposed convs  as stored, [Cin, Cout*k]               (BLAS GEMM + overlap-add with carry)
   transformer       as stored, [out, in]                   (numba few-row kernel, <= chunk rows)
@@ -194,24 +193,28 @@ class CodecDecoder:
         # per layer group: None (float32 as today) or a packer to a reduced-precision kernel
         red = plan_precision(precision, cfg)
 
-        # RVQ: fold output_proj into the codebooks -> [nq, codebook_size, codebook_dim]
+        # RVQ (spec/codec.md 3.2): z = W_first . sum(first group's rows) + W_rest . sum(rest's),
+        # the codebooks read in place from the file's memory map (F32 there: only the rows that
+        # codes pick are ever paged in; folding output_proj into 16 [codebook_size, codebook_dim]
+        # float32 tables cost 64 MB resident for a ~0.3 MMAC product per frame)
         nsem = cfg.num_semantic_quantizers
-        groups = [("vq_first", range(nsem)), ("vq_rest", range(cfg.num_quantizers - nsem))]
-        proj = {g: get(f"tok_dec.{g}.output_proj.weight") for g, idx in groups if len(idx)}
-        cdim = next(iter(proj.values())).shape[0]
-        self.tables = np.empty((cfg.num_quantizers, cfg.codebook_size, cdim), np.float32)
-        q = 0
-        for g, idx in groups:
-            if len(idx) == 0:
+        self.rvq = []  # per group: ([codebooks [codebook_size, dim_internal]], output_proj [codebook_dim, dim_internal])
+        for g, n in (("vq_first", nsem), ("vq_rest", cfg.num_quantizers - nsem)):
+            if n == 0:
                 continue
-            pw = proj[g].reshape(proj[g].shape[0], proj[g].shape[1])  # [codebook_dim, dim_internal]
-            for i in idx:
-                cb = get(f"tok_dec.{g}.{i}.codebook")  # [codebook_size, dim_internal]
-                if cb.shape != (cfg.codebook_size, pw.shape[1]) or pw.shape[0] != cdim:
+            pw = get(f"tok_dec.{g}.output_proj.weight")
+            pw = pw.reshape(pw.shape[0], pw.shape[1])
+            cbs = []
+            for i in range(n):
+                cb = get(f"tok_dec.{g}.{i}.codebook")
+                if cb.shape != (cfg.codebook_size, pw.shape[1]):
                     raise EdgeTTSError(f"codec: codebook {g}.{i} is {cb.shape}, expected "
                                        f"[{cfg.codebook_size}, {pw.shape[1]}] (codebook_size from the config)")
-                kc.matmul(cb, pw.T, self.tables[q])
-                q += 1
+                cbs.append(cb)
+            self.rvq.append((cbs, np.ascontiguousarray(pw)))
+        cdim = self.rvq[0][1].shape[0]
+        if any(pw.shape[0] != cdim for _, pw in self.rvq):
+            raise EdgeTTSError("codec: the RVQ output projections differ in width")
         self.codebook_dim = cdim
 
         self.pre_conv = _Conv(get("tok_dec.pre_conv.weight", True), get("tok_dec.pre_conv.bias"),
@@ -320,8 +323,8 @@ class CodecDecoder:
 
     def _check(self):
         cfg = self.cfg
-        if self.tables.shape[0] != cfg.num_quantizers:
-            raise EdgeTTSError(f"codec: {self.tables.shape[0]} codebooks, config says {cfg.num_quantizers}")
+        if sum(len(cbs) for cbs, _ in self.rvq) != cfg.num_quantizers:
+            raise EdgeTTSError(f"codec: {sum(len(c) for c, _ in self.rvq)} codebooks, config says {cfg.num_quantizers}")
         if self.pre_conv.cin != self.codebook_dim or self.pre_conv.cout != cfg.latent_dim:
             raise EdgeTTSError(f"codec: pre_conv is {self.pre_conv.cin}->{self.pre_conv.cout}, "
                                f"expected {self.codebook_dim}->{cfg.latent_dim}")
@@ -442,11 +445,18 @@ class CodecStream:
         return buf
 
     def _rvq(self, codes):
-        tables = self.dec.tables
-        x = tables[0][codes[:, 0]]
-        for q in range(1, tables.shape[0]):
-            x += tables[q][codes[:, q]]
-        return x
+        """codes [n, num_quantizers] -> z [n, codebook_dim]: per group, the sum of its codebooks'
+        rows, projected (the few-row kernel: a row's result does not depend on n)."""
+        z = None
+        q = 0
+        for cbs, pw in self.dec.rvq:
+            s = cbs[0][codes[:, q]]
+            for i in range(1, len(cbs)):
+                s += cbs[i][codes[:, q + i]]
+            q += len(cbs)
+            y = self.rows.lin(s, pw)
+            z = y if z is None else z + y
+        return z
 
     def _pre_conv(self, x):
         c = self.dec.pre_conv
