@@ -17,6 +17,7 @@ import soundfile as sf
 
 openai = pytest.importorskip("openai")
 
+from conftest import EMULATED  # noqa: E402
 from serve_util import (FIXTURES, LANGUAGES, SPEAKERS, TINY, Server, assert_same_samples,  # noqa: E402
                         best_correlation, s16)
 
@@ -242,6 +243,8 @@ def test_full_queue_gets_503_and_the_rest_still_work(slow_server, tts):
     assert slow_server.alive()
 
 
+@pytest.mark.skipif(bool(EMULATED), reason="qemu-user keeps ~0.24 MB per exited guest thread (600 empty "
+                    "threads: +145 MB under qemu, +0 natively) and every stream runs its LM on a new thread")
 def test_rss_stays_flat_over_sequential_requests(server):
     body = json.dumps({"model": "tts-1", "input": "Hi there.", "voice": VOICE, "response_format": "wav"})
     conn = http.client.HTTPConnection(server.host, server.port, timeout=60)
