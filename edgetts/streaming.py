@@ -10,7 +10,8 @@ frame of 16 codes per 80 ms of audio) and puts codes on a queue; the caller's th
 whatever frames are ready (at most `max_batch`), decodes them in one `codec_stream.push`
 (batched frames make the codec's matrix products efficient) and yields the audio. While the
 codec decodes frame t the model already computes frame t+1 (the numba kernels release the GIL).
-The first frame is decoded alone, so the first audio arrives after prefill + 1 frame.
+The first frame is decoded alone, so the first audio arrives after prefill + 1 frame + a one-frame
+codec push; the LM waits for that push (it has both cores) before its second frame.
 
 Long text is normalized (numbers, currency, ...) and cut into sentence chunks; each chunk is
 synthesized with the same settings (speaker, language, seed, ...) and a fresh codec stream, and
@@ -63,6 +64,7 @@ class AudioStream:
         self.chunk_frames: list[int] = []
         self.timings: dict = {}
         self._stop = threading.Event()
+        self._first_out = threading.Event()  # the first audio has been decoded
         self._gen = self._run()
 
     def __iter__(self):
@@ -114,6 +116,11 @@ class AudioStream:
                     if stop.is_set():
                         break
                     q.put(codes)
+                    # The first audio waits only for the first frame's codec push: give that
+                    # push the cores (the LM resumes as soon as it is out) instead of computing
+                    # frame 2 beside it.
+                    while not self._first_out.wait(0.05) and not stop.is_set():
+                        pass
             finally:
                 frames.close()
         q.put((_END, None))
@@ -159,6 +166,7 @@ class AudioStream:
             speech += audio.size
             if ttfa is None:
                 ttfa = time.perf_counter() - t0
+                self._first_out.set()
             return audio
 
         try:
@@ -197,6 +205,7 @@ class AudioStream:
                     yield flush()
         finally:
             stop.set()
+            self._first_out.set()
             producer.join()  # returns after the frame in progress; then the model is free again
             wall = time.perf_counter() - t0
             sr = self.tts.sample_rate
