@@ -4,9 +4,10 @@
 #   ci/arm64.sh [--cpu cortex-a76|cortex-a72|...] [--] COMMAND [ARGS...]
 #
 # Builds, once, a Debian arm64 root (debootstrap, Debian's own python3 + libgomp1 + libsndfile1 +
-# libportaudio2) with a venv holding the project's dependencies as aarch64 wheels from PyPI (pip
-# running under emulation), cached in $EDGETTS_ARM64_CACHE (default /var/cache/edgetts-arm64,
-# reused when present; rebuilt pieces only when pyproject's dependency list changes). Then runs
+# libportaudio2 + espeak-ng, the cloning tests' real recording) with a venv holding the project's
+# dependencies as aarch64 wheels from PyPI (pip running under emulation), cached in
+# $EDGETTS_ARM64_CACHE (default /var/cache/edgetts-arm64, reused when present; the root rebuilt
+# when its package list changes, the wheels when pyproject's dependency list changes). Then runs
 # COMMAND inside it, in the checkout (bind-mounted at /src, cwd /src, PYTHONPATH=/src), with the
 # venv's python first on PATH, QEMU_CPU=<cpu> (the CPU qemu emulates: its HWCAP / feature
 # registers) and NUMBA_CPU_NAME=<cpu> (the CPU numba compiles for): cortex-a76 is the Raspberry
@@ -40,7 +41,7 @@ CACHE="${EDGETTS_ARM64_CACHE:-/var/cache/edgetts-arm64}"
 ROOT="$CACHE/root"
 SUITE="${EDGETTS_ARM64_SUITE:-bookworm}"
 MIRROR="${EDGETTS_ARM64_MIRROR:-http://deb.debian.org/debian}"
-PKGS=python3,python3-venv,libgomp1,libsndfile1,libportaudio2,ca-certificates
+PKGS=python3,python3-venv,libgomp1,libsndfile1,libportaudio2,espeak-ng,ca-certificates
 VENV=/opt/edgetts-venv
 SHARE="${EDGETTS_ARM64_SHARE:-}"
 export SHARE
@@ -95,7 +96,8 @@ if binfmt_ok; then MODE=chroot; else
   log "binfmt_misc unavailable: entering the root with proot + qemu-aarch64-static"
 fi
 
-if [ ! -e "$ROOT/.edgetts-root-ready" ]; then
+# the root is rebuilt when the suite or the package list changes (the marker holds both)
+if [ "$(cat "$ROOT/.edgetts-root-ready" 2>/dev/null)" != "$SUITE $PKGS" ]; then
   t0=$(date +%s)
   log "building the Debian $SUITE arm64 root in $ROOT (once)"
   rm -rf "$ROOT"; mkdir -p "$ROOT"
@@ -108,7 +110,7 @@ if [ ! -e "$ROOT/.edgetts-root-ready" ]; then
       >>"$CACHE/debootstrap.log" 2>&1 || { tail -20 "$CACHE/debootstrap.log" >&2; exit 1; }
   fi
   rm -rf "$ROOT"/var/cache/apt/archives/*.deb
-  touch "$ROOT/.edgetts-root-ready"
+  echo "$SUITE $PKGS" > "$ROOT/.edgetts-root-ready"
   log "root built in $(( $(date +%s) - t0 )) s"
 fi
 
