@@ -428,22 +428,26 @@ def matmul_q4_0_avx2(p, w, wd, XQ, XD, XS, out):
 # ---------------------------------------------------- x86 VNNI small batch: transposed 8-row tiles
 # The small-batch kernels above run rows8 once per activation row: each row re-unpacks the group's
 # weights and folds every block's eight 4-products-per-lane vectors with horizontal adds
-# (shuffles), which bound it (~12 MAC/cycle). Here each group of 8 rows is first rewritten ONCE
-# per call into a scratch tile, "dword-interleaved": for block b and dword j (weights 4j..4j+3),
-# 32 bytes = those 4 weights of rows 0..7 as u8 (Q4_0 nibbles unpacked, Q8_0 w + 128), and the 8
-# scales as float32. Then per activation row and block: 8 vpdpbusd of a tile vector by the
-# broadcast activation dword j land each row's dot in its own lane -- no horizontal adds -- and
-# 4 activation rows share every tile load. The integer block dots are exact and the float steps
-# (- corr * sum(xq), * d_w * d_x, fma in block order) are rows8's, so results equal the matvec
-# kernels bit for bit.
+# (shuffles), which bound it (~12 MAC/cycle). Here each pair of 8-row groups is first rewritten
+# ONCE per call into a scratch tile, "dword-interleaved": for block b and dword j (weights
+# 4j..4j+3), 64 bytes = those 4 weights of rows 0..15 as u8 (Q4_0 nibbles unpacked, Q8_0
+# w + 128), and the 16 scales as float32. Then per activation row and block: 8 zmm vpdpbusd of a
+# tile vector by the broadcast activation dword j land each row's dot in its own lane -- no
+# horizontal adds -- and 4 activation rows share every tile load. The integer block dots are exact
+# and the float steps (- corr * sum(xq), * d_w * d_x, fma in block order) are rows8's, so results
+# equal the matvec kernels bit for bit. 16 rows per tile instead of 8 halve the activation
+# broadcasts per multiply-add, which bound the 8-row tiles (load-bound at ~60 % of the dot rate):
+# one thread, Q4_0, 48 rows, 130-134 -> 143-167 GMAC/s. A last odd group takes an 8-row tile.
 TILE_T = 4  # activation rows per pass over a tile; fewer rows than this take rows8 per row
-# (1 thread, 1024 x 3072 Q4_0, GMAC/s rows8 / tiles: n=1 68/24, 2 70/46, 4 72/80, 8 73/104,
-# 16 73/120, 32 74/131: the tile costs about two matvec passes, vpdpbusd throughput bounds the rest)
+# (1 thread, 1024 x 3072 Q4_0, 8-row tiles, GMAC/s rows8 / tiles: n=1 68/24, 2 70/46, 4 72/80,
+# 8 73/104, 16 73/120, 32 74/131: the tile costs about two matvec passes)
 
 
-def _tile8(kind: str):
-    """Intrinsic tile8(p, off, nb, tq, td): the group of 8 rows at byte off of the x8 copy p ->
-    tq uint8[nb * 8 * 32] (dword-interleaved u8 weights), td float32[nb * 8] (the scales)."""
+def _tile8(kind: str, G: int = 1):
+    """Intrinsic tile8(p, off, nb, tq, td): the G groups of 8 rows from byte off of the x8 copy p
+    (consecutive groups: G * 8 rows) -> tq uint8[nb * 8 * 32 * G] (dword-interleaved u8 weights:
+    per block and dword j, group 0's 32 bytes, then group 1's ...), td float32[nb * 8 * G] (the
+    scales, in the same row order)."""
     bpb = Q8_0_BYTES if kind == "q8_0" else Q4_0_BYTES
     qb = bpb - 2
 
@@ -467,8 +471,8 @@ def _tile8(kind: str):
             builder.position_at_end(loop)
             b = builder.phi(_I64)
             b.add_incoming(ir.Constant(_I64, 0), entry)
-            blk = builder.add(off, builder.mul(b, ir.Constant(_I64, ROWS * bpb)))
-            dst = builder.mul(b, ir.Constant(_I64, ROWS * QK))
+            gstride = builder.mul(nb, ir.Constant(_I64, ROWS * bpb))  # bytes of one group
+            dst0 = builder.mul(b, ir.Constant(_I64, G * ROWS * QK))
 
             def shuf(a, c, idx):
                 return builder.shuffle_vector(a, c, _idx(idx))
@@ -476,50 +480,54 @@ def _tile8(kind: str):
             def q(v):  # <8 x i32> <-> <4 x i64> views for the 64-bit shuffle stage
                 return builder.bitcast(v, _V(_I64, 4))
 
-            if kind == "q4_0":
-                # A[m] = [row 2m dwords 0..3 | row 2m+1 dwords 0..3] (packed nibble bytes)
-                A = [_load(builder, pp, builder.add(blk, ir.Constant(_I64, 2 * ROWS + 2 * m * qb)), v8)
-                     for m in range(ROWS // 2)]
-                lo01 = shuf(A[0], A[1], [0, 4, 8, 12, 1, 5, 9, 13])    # rows 0-3: dwords 0, 1
-                hi01 = shuf(A[0], A[1], [2, 6, 10, 14, 3, 7, 11, 15])  # rows 0-3: dwords 2, 3
-                lo23 = shuf(A[2], A[3], [0, 4, 8, 12, 1, 5, 9, 13])    # rows 4-7
-                hi23 = shuf(A[2], A[3], [2, 6, 10, 14, 3, 7, 11, 15])
-                V = [shuf(lo01, lo23, [0, 1, 2, 3, 8, 9, 10, 11]), shuf(lo01, lo23, [4, 5, 6, 7, 12, 13, 14, 15]),
-                     shuf(hi01, hi23, [0, 1, 2, 3, 8, 9, 10, 11]), shuf(hi01, hi23, [4, 5, 6, 7, 12, 13, 14, 15])]
-                m4 = ir.Constant(v8, [0x0F0F0F0F] * 8)
-                # byte i of a row holds weight i (low nibble) and weight i + 16 (high nibble):
-                # dword d's low nibbles are weights 4d..4d+3 (slot d), its high ones slot d + 4
-                out = [builder.and_(v, m4) for v in V] + \
-                      [builder.and_(builder.lshr(v, ir.Constant(v8, [4] * 8)), m4) for v in V]
-            else:
-                R = [_load(builder, pp, builder.add(blk, ir.Constant(_I64, 2 * ROWS + k * qb)), v8)
-                     for k in range(ROWS)]
-                # 8x8 dword transpose: pairs of rows, then 64-bit pairs, then 128-bit halves
-                P = []
-                for k in range(0, ROWS, 2):
-                    P.append(shuf(R[k], R[k + 1], [0, 8, 1, 9, 2, 10, 3, 11]))   # dwords 0-3
-                    P.append(shuf(R[k], R[k + 1], [4, 12, 5, 13, 6, 14, 7, 15]))  # dwords 4-7
-                # P[2m + h]: rows 2m, 2m+1 interleaved, dwords 4h..4h+3
-                Q = {}
-                for h in range(2):
-                    for s in range(2):  # rows 0-3 from P[h], P[2 + h]; rows 4-7 from P[4 + h], P[6 + h]
-                        a, c = q(P[2 * (2 * s) + h]), q(P[2 * (2 * s + 1) + h])
-                        Q[(s, h, 0)] = shuf(a, c, [0, 4, 1, 5])   # dwords 4h, 4h+1 of 4 rows
-                        Q[(s, h, 1)] = shuf(a, c, [2, 6, 3, 7])   # dwords 4h+2, 4h+3
-                out = [None] * 8
-                for h in range(2):
-                    for e in range(2):
-                        lo, hi = Q[(0, h, e)], Q[(1, h, e)]
-                        out[4 * h + 2 * e] = builder.bitcast(shuf(lo, hi, [0, 1, 4, 5]), v8)
-                        out[4 * h + 2 * e + 1] = builder.bitcast(shuf(lo, hi, [2, 3, 6, 7]), v8)
-                out = [builder.xor(v, ir.Constant(v8, [-0x7F7F7F80] * 8)) for v in out]  # 0x80808080
-            for j in range(8):
-                builder.store(out[j], builder.bitcast(
-                    builder.gep(tqp, [builder.add(dst, ir.Constant(_I64, j * 32))]), v8.as_pointer()), align=1)
-            hv = _load(builder, pp, blk, _V(_I16, ROWS))
-            dw = builder.fpext(builder.bitcast(hv, _V(ir.HalfType(), 8)), f8)
-            builder.store(dw, builder.bitcast(builder.gep(tdp, [builder.mul(b, ir.Constant(_I64, ROWS))]),
-                                              f8.as_pointer()), align=4)
+            for gi in range(G):
+                blk = builder.add(builder.add(off, builder.mul(gstride, ir.Constant(_I64, gi))),
+                                  builder.mul(b, ir.Constant(_I64, ROWS * bpb)))
+                dst = builder.add(dst0, ir.Constant(_I64, gi * 32))
+                if kind == "q4_0":
+                    # A[m] = [row 2m dwords 0..3 | row 2m+1 dwords 0..3] (packed nibble bytes)
+                    A = [_load(builder, pp, builder.add(blk, ir.Constant(_I64, 2 * ROWS + 2 * m * qb)), v8)
+                         for m in range(ROWS // 2)]
+                    lo01 = shuf(A[0], A[1], [0, 4, 8, 12, 1, 5, 9, 13])    # rows 0-3: dwords 0, 1
+                    hi01 = shuf(A[0], A[1], [2, 6, 10, 14, 3, 7, 11, 15])  # rows 0-3: dwords 2, 3
+                    lo23 = shuf(A[2], A[3], [0, 4, 8, 12, 1, 5, 9, 13])    # rows 4-7
+                    hi23 = shuf(A[2], A[3], [2, 6, 10, 14, 3, 7, 11, 15])
+                    V = [shuf(lo01, lo23, [0, 1, 2, 3, 8, 9, 10, 11]), shuf(lo01, lo23, [4, 5, 6, 7, 12, 13, 14, 15]),
+                         shuf(hi01, hi23, [0, 1, 2, 3, 8, 9, 10, 11]), shuf(hi01, hi23, [4, 5, 6, 7, 12, 13, 14, 15])]
+                    m4 = ir.Constant(v8, [0x0F0F0F0F] * 8)
+                    # byte i of a row holds weight i (low nibble) and weight i + 16 (high nibble):
+                    # dword d's low nibbles are weights 4d..4d+3 (slot d), its high ones slot d + 4
+                    out = [builder.and_(v, m4) for v in V] + \
+                          [builder.and_(builder.lshr(v, ir.Constant(v8, [4] * 8)), m4) for v in V]
+                else:
+                    R = [_load(builder, pp, builder.add(blk, ir.Constant(_I64, 2 * ROWS + k * qb)), v8)
+                         for k in range(ROWS)]
+                    # 8x8 dword transpose: pairs of rows, then 64-bit pairs, then 128-bit halves
+                    P = []
+                    for k in range(0, ROWS, 2):
+                        P.append(shuf(R[k], R[k + 1], [0, 8, 1, 9, 2, 10, 3, 11]))   # dwords 0-3
+                        P.append(shuf(R[k], R[k + 1], [4, 12, 5, 13, 6, 14, 7, 15]))  # dwords 4-7
+                    # P[2m + h]: rows 2m, 2m+1 interleaved, dwords 4h..4h+3
+                    Q = {}
+                    for h in range(2):
+                        for s in range(2):  # rows 0-3 from P[h], P[2 + h]; rows 4-7 from P[4 + h], P[6 + h]
+                            a, c = q(P[2 * (2 * s) + h]), q(P[2 * (2 * s + 1) + h])
+                            Q[(s, h, 0)] = shuf(a, c, [0, 4, 1, 5])   # dwords 4h, 4h+1 of 4 rows
+                            Q[(s, h, 1)] = shuf(a, c, [2, 6, 3, 7])   # dwords 4h+2, 4h+3
+                    out = [None] * 8
+                    for h in range(2):
+                        for e in range(2):
+                            lo, hi = Q[(0, h, e)], Q[(1, h, e)]
+                            out[4 * h + 2 * e] = builder.bitcast(shuf(lo, hi, [0, 1, 4, 5]), v8)
+                            out[4 * h + 2 * e + 1] = builder.bitcast(shuf(lo, hi, [2, 3, 6, 7]), v8)
+                    out = [builder.xor(v, ir.Constant(v8, [-0x7F7F7F80] * 8)) for v in out]  # 0x80808080
+                for j in range(8):
+                    builder.store(out[j], builder.bitcast(
+                        builder.gep(tqp, [builder.add(dst, ir.Constant(_I64, j * 32 * G))]), v8.as_pointer()), align=1)
+                hv = _load(builder, pp, blk, _V(_I16, ROWS))
+                dw = builder.fpext(builder.bitcast(hv, _V(ir.HalfType(), 8)), f8)
+                dd = builder.add(builder.mul(b, ir.Constant(_I64, G * ROWS)), ir.Constant(_I64, gi * ROWS))
+                builder.store(dw, builder.bitcast(builder.gep(tdp, [dd]), f8.as_pointer()), align=4)
             bn = builder.add(b, ir.Constant(_I64, 1))
             b.add_incoming(bn, loop)
             builder.cbranch(builder.icmp_signed("<", bn, nb), loop, done)
@@ -531,9 +539,10 @@ def _tile8(kind: str):
     return tile8
 
 
-def _tile_dots(kind: str, T: int):
-    """Intrinsic tile_dots(tq, td, nb, XQ, XD, XS, t0, out, r): out[t0 + i, r:r + 8] = the tile's
-    8 rows . X[t0 + i] for i < T (XQ int8[n, cols], XD float32[n, nb], XS int32[n, nb], out
+def _tile_dots(kind: str, T: int, G: int = 1):
+    """Intrinsic tile_dots(tq, td, nb, XQ, XD, XS, t0, out, r): out[t0 + i, r:r + 8G] = the tile's
+    8G rows . X[t0 + i] for i < T (G = 2: zmm vectors, the dot of one broadcast activation dword
+    with 16 rows) (XQ int8[n, cols], XD float32[n, nb], XS int32[n, nb], out
     float32[n, rows], all C-contiguous)."""
     corr = 128 if kind == "q8_0" else 8
 
@@ -557,16 +566,17 @@ def _tile_dots(kind: str, T: int):
             oshape = cgutils.unpack_tuple(builder, context.make_array(sig.args[7])(context, builder, outa).shape)
             rows = oshape[1]
             cols = builder.mul(nb, ir.Constant(_I64, QK))
-            v8, f8 = _V(_I32, 8), _V(_F32, 8)
-            dp = _fn(builder, "llvm.x86.avx512.vpdpbusd.256", v8, [v8, v8, v8])
-            fma = _fn(builder, "llvm.fma.v8f32", f8, [f8, f8, f8])
+            L = 8 * G  # lanes: one per weight row of the tile
+            v8, f8 = _V(_I32, L), _V(_F32, L)
+            dp = _fn(builder, f"llvm.x86.avx512.vpdpbusd.{32 * L}", v8, [v8, v8, v8])
+            fma = _fn(builder, f"llvm.fma.v{L}f32", f8, [f8, f8, f8])
             ts = [builder.add(t0, ir.Constant(_I64, i)) for i in range(T)]
             xrow = [builder.mul(t, cols) for t in ts]
             brow = [builder.mul(t, nb) for t in ts]
 
             def bcast(val, vty):
                 v = builder.insert_element(ir.Constant(vty, ir.Undefined), val, ir.Constant(_I32, 0))
-                return builder.shuffle_vector(v, v, _idx([0] * 8))
+                return builder.shuffle_vector(v, v, _idx([0] * L))
 
             entry = builder.block
             loop = builder.append_basic_block("tile_dots.loop")
@@ -580,9 +590,9 @@ def _tile_dots(kind: str, T: int):
                 a = builder.phi(f8)
                 a.add_incoming(ir.Constant(f8, None), entry)
                 acc.append(a)
-            tb = builder.mul(b, ir.Constant(_I64, ROWS * QK))
-            W = [_load(builder, tqp, builder.add(tb, ir.Constant(_I64, 32 * j)), v8) for j in range(8)]
-            dw = builder.load(builder.bitcast(builder.gep(tdp, [builder.mul(b, ir.Constant(_I64, ROWS))]),
+            tb = builder.mul(b, ir.Constant(_I64, L * QK))
+            W = [_load(builder, tqp, builder.add(tb, ir.Constant(_I64, 4 * L * j)), v8) for j in range(8)]
+            dw = builder.load(builder.bitcast(builder.gep(tdp, [builder.mul(b, ir.Constant(_I64, L))]),
                                               f8.as_pointer()), align=4)
             xb = builder.mul(b, ir.Constant(_I64, QK))
             nxt = []
@@ -617,26 +627,46 @@ tile8_q8_0 = _tile8("q8_0")
 tile8_q4_0 = _tile8("q4_0")
 dots_q8_0_x4, dots_q8_0_x1 = _tile_dots("q8_0", 4), _tile_dots("q8_0", 1)
 dots_q4_0_x4, dots_q4_0_x1 = _tile_dots("q4_0", 4), _tile_dots("q4_0", 1)
+# 16-row tiles (two x8 groups, zmm): half the activation broadcasts per multiply-add
+tile16_q8_0 = _tile8("q8_0", 2)
+tile16_q4_0 = _tile8("q4_0", 2)
+dots16_q8_0_x4, dots16_q8_0_x1 = _tile_dots("q8_0", 4, 2), _tile_dots("q8_0", 1, 2)
+dots16_q4_0_x4, dots16_q4_0_x1 = _tile_dots("q4_0", 4, 2), _tile_dots("q4_0", 1, 2)
 
 
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def matmul_q8_0_vnni(p, w, wd, XQ, XD, XS, out):
     rows, nb, n = w.shape[0], XD.shape[1], XQ.shape[0]
-    for g in prange(rows // ROWS):
+    ng = rows // ROWS
+    for gp in prange((ng + 1) // 2):  # pairs of 8-row groups: one 16-row tile (a last odd group: 8)
+        g = 2 * gp
+        off = g * nb * ROWS * Q8_0_BYTES
         if n < TILE_T:  # too few rows to pay for the tile: rows8 per activation row
-            for t in range(n):
-                rows8_q8_0_vnni(p, g * nb * ROWS * Q8_0_BYTES, nb, XQ[t], XD[t], XS[t], out[t], ROWS * g)
-            continue
-        tq = np.empty(nb * ROWS * QK, np.uint8)
-        td = np.empty(nb * ROWS, np.float32)
-        tile8_q8_0(p, g * nb * ROWS * Q8_0_BYTES, nb, tq, td)
-        t = 0
-        while t + TILE_T <= n:
-            dots_q8_0_x4(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
-            t += TILE_T
-        while t < n:
-            dots_q8_0_x1(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
-            t += 1
+            for gg in range(g, min(g + 2, ng)):
+                for t in range(n):
+                    rows8_q8_0_vnni(p, gg * nb * ROWS * Q8_0_BYTES, nb, XQ[t], XD[t], XS[t], out[t], ROWS * gg)
+        elif g + 1 < ng:
+            tq = np.empty(nb * 2 * ROWS * QK, np.uint8)
+            td = np.empty(nb * 2 * ROWS, np.float32)
+            tile16_q8_0(p, off, nb, tq, td)
+            t = 0
+            while t + TILE_T <= n:
+                dots16_q8_0_x4(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
+                t += TILE_T
+            while t < n:
+                dots16_q8_0_x1(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
+                t += 1
+        else:
+            tq = np.empty(nb * ROWS * QK, np.uint8)
+            td = np.empty(nb * ROWS, np.float32)
+            tile8_q8_0(p, off, nb, tq, td)
+            t = 0
+            while t + TILE_T <= n:
+                dots_q8_0_x4(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
+                t += TILE_T
+            while t < n:
+                dots_q8_0_x1(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
+                t += 1
     for r in range(rows // ROWS * ROWS, rows):
         for t in range(n):
             out[t, r] = _row_q8_0(w, wd, r, XQ[t], XD[t], XS[t])
@@ -645,21 +675,36 @@ def matmul_q8_0_vnni(p, w, wd, XQ, XD, XS, out):
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def matmul_q4_0_vnni(p, w, wd, XQ, XD, XS, out):
     rows, nb, n = w.shape[0], XD.shape[1], XQ.shape[0]
-    for g in prange(rows // ROWS):
+    ng = rows // ROWS
+    for gp in prange((ng + 1) // 2):  # pairs of 8-row groups: one 16-row tile (a last odd group: 8)
+        g = 2 * gp
+        off = g * nb * ROWS * Q4_0_BYTES
         if n < TILE_T:  # too few rows to pay for the tile: rows8 per activation row
-            for t in range(n):
-                rows8_q4_0_vnni(p, g * nb * ROWS * Q4_0_BYTES, nb, XQ[t], XD[t], XS[t], out[t], ROWS * g)
-            continue
-        tq = np.empty(nb * ROWS * QK, np.uint8)
-        td = np.empty(nb * ROWS, np.float32)
-        tile8_q4_0(p, g * nb * ROWS * Q4_0_BYTES, nb, tq, td)
-        t = 0
-        while t + TILE_T <= n:
-            dots_q4_0_x4(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
-            t += TILE_T
-        while t < n:
-            dots_q4_0_x1(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
-            t += 1
+            for gg in range(g, min(g + 2, ng)):
+                for t in range(n):
+                    rows8_q4_0_vnni(p, gg * nb * ROWS * Q4_0_BYTES, nb, XQ[t], XD[t], XS[t], out[t], ROWS * gg)
+        elif g + 1 < ng:
+            tq = np.empty(nb * 2 * ROWS * QK, np.uint8)
+            td = np.empty(nb * 2 * ROWS, np.float32)
+            tile16_q4_0(p, off, nb, tq, td)
+            t = 0
+            while t + TILE_T <= n:
+                dots16_q4_0_x4(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
+                t += TILE_T
+            while t < n:
+                dots16_q4_0_x1(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
+                t += 1
+        else:
+            tq = np.empty(nb * ROWS * QK, np.uint8)
+            td = np.empty(nb * ROWS, np.float32)
+            tile8_q4_0(p, off, nb, tq, td)
+            t = 0
+            while t + TILE_T <= n:
+                dots_q4_0_x4(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
+                t += TILE_T
+            while t < n:
+                dots_q4_0_x1(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
+                t += 1
     for r in range(rows // ROWS * ROWS, rows):
         for t in range(n):
             out[t, r] = _row_q4_0(w, wd, r, XQ[t], XD[t], XS[t])
