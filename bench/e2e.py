@@ -194,7 +194,8 @@ def make_worktree(rev: str) -> Path:
     r = subprocess.run(["git", "-C", str(_ROOT), "worktree", "add", "--detach", "--force", str(d), rev],
                        capture_output=True, text=True)
     if r.returncode != 0:
-        raise SystemExit(f"e2e: cannot check out {rev}: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
+        why = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"git exit {r.returncode}"
+        raise SystemExit(f"e2e: cannot check out {rev}: {why}")
     return d
 
 

@@ -425,7 +425,7 @@ def matmul_q4_0_avx2(p, w, wd, XQ, XD, XS, out):
             out[t, r] = _row_q4_0(w, wd, r, XQ[t], XD[t], XS[t])
 
 
-# ---------------------------------------------------- x86 VNNI small batch: transposed 8-row tiles
+# --------------------------------------------------- x86 VNNI small batch: transposed 16-row tiles
 # The small-batch kernels above run rows8 once per activation row: each row re-unpacks the group's
 # weights and folds every block's eight 4-products-per-lane vectors with horizontal adds
 # (shuffles), which bound it (~12 MAC/cycle). Here each pair of 8-row groups is first rewritten
@@ -437,13 +437,14 @@ def matmul_q4_0_avx2(p, w, wd, XQ, XD, XS, out):
 # and the float steps (- corr * sum(xq), * d_w * d_x, fma in block order) are rows8's, so results
 # equal the matvec kernels bit for bit. 16 rows per tile instead of 8 halve the activation
 # broadcasts per multiply-add, which bound the 8-row tiles (load-bound at ~60 % of the dot rate):
-# one thread, Q4_0, 48 rows, 130-134 -> 143-167 GMAC/s. A last odd group takes an 8-row tile.
+# one thread, Q4_0, 48 rows, 130-134 -> 143-167 GMAC/s. A last odd group of 8 rows (no model
+# matrix has one) runs rows8 per activation row.
 TILE_T = 4  # activation rows per pass over a tile; fewer rows than this take rows8 per row
 # (1 thread, 1024 x 3072 Q4_0, 8-row tiles, GMAC/s rows8 / tiles: n=1 68/24, 2 70/46, 4 72/80,
 # 8 73/104, 16 73/120, 32 74/131: the tile costs about two matvec passes)
 
 
-def _tile8(kind: str, G: int = 1):
+def _tile8(kind: str, G: int):
     """Intrinsic tile8(p, off, nb, tq, td): the G groups of 8 rows from byte off of the x8 copy p
     (consecutive groups: G * 8 rows) -> tq uint8[nb * 8 * 32 * G] (dword-interleaved u8 weights:
     per block and dword j, group 0's 32 bytes, then group 1's ...), td float32[nb * 8 * G] (the
@@ -539,7 +540,7 @@ def _tile8(kind: str, G: int = 1):
     return tile8
 
 
-def _tile_dots(kind: str, T: int, G: int = 1):
+def _tile_dots(kind: str, T: int, G: int):
     """Intrinsic tile_dots(tq, td, nb, XQ, XD, XS, t0, out, r): out[t0 + i, r:r + 8G] = the tile's
     8G rows . X[t0 + i] for i < T (G = 2: zmm vectors, the dot of one broadcast activation dword
     with 16 rows) (XQ int8[n, cols], XD float32[n, nb], XS int32[n, nb], out
@@ -623,11 +624,7 @@ def _tile_dots(kind: str, T: int, G: int = 1):
     return tile_dots
 
 
-tile8_q8_0 = _tile8("q8_0")
-tile8_q4_0 = _tile8("q4_0")
-dots_q8_0_x4, dots_q8_0_x1 = _tile_dots("q8_0", 4), _tile_dots("q8_0", 1)
-dots_q4_0_x4, dots_q4_0_x1 = _tile_dots("q4_0", 4), _tile_dots("q4_0", 1)
-# 16-row tiles (two x8 groups, zmm): half the activation broadcasts per multiply-add
+# 16-row tiles (two x8 groups, zmm): half the activation broadcasts per multiply-add of 8-row ones
 tile16_q8_0 = _tile8("q8_0", 2)
 tile16_q4_0 = _tile8("q4_0", 2)
 dots16_q8_0_x4, dots16_q8_0_x1 = _tile_dots("q8_0", 4, 2), _tile_dots("q8_0", 1, 2)
@@ -638,17 +635,12 @@ dots16_q4_0_x4, dots16_q4_0_x1 = _tile_dots("q4_0", 4, 2), _tile_dots("q4_0", 1,
 def matmul_q8_0_vnni(p, w, wd, XQ, XD, XS, out):
     rows, nb, n = w.shape[0], XD.shape[1], XQ.shape[0]
     ng = rows // ROWS
-    for gp in prange((ng + 1) // 2):  # pairs of 8-row groups: one 16-row tile (a last odd group: 8)
+    for gp in prange((ng + 1) // 2):  # pairs of 8-row groups: one 16-row tile
         g = 2 * gp
-        off = g * nb * ROWS * Q8_0_BYTES
-        if n < TILE_T:  # too few rows to pay for the tile: rows8 per activation row
-            for gg in range(g, min(g + 2, ng)):
-                for t in range(n):
-                    rows8_q8_0_vnni(p, gg * nb * ROWS * Q8_0_BYTES, nb, XQ[t], XD[t], XS[t], out[t], ROWS * gg)
-        elif g + 1 < ng:
+        if n >= TILE_T and g + 1 < ng:
             tq = np.empty(nb * 2 * ROWS * QK, np.uint8)
             td = np.empty(nb * 2 * ROWS, np.float32)
-            tile16_q8_0(p, off, nb, tq, td)
+            tile16_q8_0(p, g * nb * ROWS * Q8_0_BYTES, nb, tq, td)
             t = 0
             while t + TILE_T <= n:
                 dots16_q8_0_x4(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
@@ -656,17 +648,10 @@ def matmul_q8_0_vnni(p, w, wd, XQ, XD, XS, out):
             while t < n:
                 dots16_q8_0_x1(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
                 t += 1
-        else:
-            tq = np.empty(nb * ROWS * QK, np.uint8)
-            td = np.empty(nb * ROWS, np.float32)
-            tile8_q8_0(p, off, nb, tq, td)
-            t = 0
-            while t + TILE_T <= n:
-                dots_q8_0_x4(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
-                t += TILE_T
-            while t < n:
-                dots_q8_0_x1(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
-                t += 1
+        else:  # too few rows to pay for a tile, or a last odd group: rows8 per activation row
+            for gg in range(g, min(g + 2, ng)):
+                for t in range(n):
+                    rows8_q8_0_vnni(p, gg * nb * ROWS * Q8_0_BYTES, nb, XQ[t], XD[t], XS[t], out[t], ROWS * gg)
     for r in range(rows // ROWS * ROWS, rows):
         for t in range(n):
             out[t, r] = _row_q8_0(w, wd, r, XQ[t], XD[t], XS[t])
@@ -676,17 +661,12 @@ def matmul_q8_0_vnni(p, w, wd, XQ, XD, XS, out):
 def matmul_q4_0_vnni(p, w, wd, XQ, XD, XS, out):
     rows, nb, n = w.shape[0], XD.shape[1], XQ.shape[0]
     ng = rows // ROWS
-    for gp in prange((ng + 1) // 2):  # pairs of 8-row groups: one 16-row tile (a last odd group: 8)
+    for gp in prange((ng + 1) // 2):  # pairs of 8-row groups: one 16-row tile
         g = 2 * gp
-        off = g * nb * ROWS * Q4_0_BYTES
-        if n < TILE_T:  # too few rows to pay for the tile: rows8 per activation row
-            for gg in range(g, min(g + 2, ng)):
-                for t in range(n):
-                    rows8_q4_0_vnni(p, gg * nb * ROWS * Q4_0_BYTES, nb, XQ[t], XD[t], XS[t], out[t], ROWS * gg)
-        elif g + 1 < ng:
+        if n >= TILE_T and g + 1 < ng:
             tq = np.empty(nb * 2 * ROWS * QK, np.uint8)
             td = np.empty(nb * 2 * ROWS, np.float32)
-            tile16_q4_0(p, off, nb, tq, td)
+            tile16_q4_0(p, g * nb * ROWS * Q4_0_BYTES, nb, tq, td)
             t = 0
             while t + TILE_T <= n:
                 dots16_q4_0_x4(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
@@ -694,17 +674,10 @@ def matmul_q4_0_vnni(p, w, wd, XQ, XD, XS, out):
             while t < n:
                 dots16_q4_0_x1(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
                 t += 1
-        else:
-            tq = np.empty(nb * ROWS * QK, np.uint8)
-            td = np.empty(nb * ROWS, np.float32)
-            tile8_q4_0(p, off, nb, tq, td)
-            t = 0
-            while t + TILE_T <= n:
-                dots_q4_0_x4(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
-                t += TILE_T
-            while t < n:
-                dots_q4_0_x1(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
-                t += 1
+        else:  # too few rows to pay for a tile, or a last odd group: rows8 per activation row
+            for gg in range(g, min(g + 2, ng)):
+                for t in range(n):
+                    rows8_q4_0_vnni(p, gg * nb * ROWS * Q4_0_BYTES, nb, XQ[t], XD[t], XS[t], out[t], ROWS * gg)
     for r in range(rows // ROWS * ROWS, rows):
         for t in range(n):
             out[t, r] = _row_q4_0(w, wd, r, XQ[t], XD[t], XS[t])

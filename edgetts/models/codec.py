@@ -15,7 +15,8 @@ is identical to a single full forward pass up to float32 rounding.
 
 Load: weights become float32 (F16/BF16 widened; F32 used in place from the memory map where
 the stored layout already suits the kernel). The RVQ sums each group's codebook rows and
-projects the sum with the group's output_proj (codebooks read in place); SnakeBeta's exp(alpha) and 1/(exp(beta)+1e-9) are precomputed. Layouts:
+projects the sum with the group's output_proj (codebooks read in place); SnakeBeta's exp(alpha)
+and 1/(exp(beta)+1e-9) are precomputed. Layouts:
   stride-1 convs    tap-major copy [k*Cin, Cout]           (im2col + one BLAS GEMM)
   transposed convs  as stored, [Cin, Cout*k]               (BLAS GEMM + overlap-add with carry)
   transformer       as stored, [out, in]                   (numba few-row kernel, <= chunk rows)
@@ -198,7 +199,9 @@ class CodecDecoder:
         # codes pick are ever paged in; folding output_proj into 16 [codebook_size, codebook_dim]
         # float32 tables cost 64 MB resident for a ~0.3 MMAC product per frame)
         nsem = cfg.num_semantic_quantizers
-        self.rvq = []  # per group: ([codebooks [codebook_size, dim_internal]], output_proj [codebook_dim, dim_internal])
+        # per group: ([codebook [codebook_size, dim_internal] per quantizer],
+        #             output_proj [codebook_dim, dim_internal])
+        self.rvq = []
         for g, n in (("vq_first", nsem), ("vq_rest", cfg.num_quantizers - nsem)):
             if n == 0:
                 continue
@@ -323,8 +326,9 @@ class CodecDecoder:
 
     def _check(self):
         cfg = self.cfg
-        if sum(len(cbs) for cbs, _ in self.rvq) != cfg.num_quantizers:
-            raise EdgeTTSError(f"codec: {sum(len(c) for c, _ in self.rvq)} codebooks, config says {cfg.num_quantizers}")
+        nq = sum(len(cbs) for cbs, _ in self.rvq)
+        if nq != cfg.num_quantizers:
+            raise EdgeTTSError(f"codec: {nq} codebooks, config says {cfg.num_quantizers}")
         if self.pre_conv.cin != self.codebook_dim or self.pre_conv.cout != cfg.latent_dim:
             raise EdgeTTSError(f"codec: pre_conv is {self.pre_conv.cin}->{self.pre_conv.cout}, "
                                f"expected {self.codebook_dim}->{cfg.latent_dim}")
@@ -455,7 +459,10 @@ class CodecStream:
                 s += cbs[i][codes[:, q + i]]
             q += len(cbs)
             y = self.rows.lin(s, pw)
-            z = y if z is None else z + y
+            if z is None:
+                z = y
+            else:
+                z += y
         return z
 
     def _pre_conv(self, x):
