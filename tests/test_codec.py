@@ -1,6 +1,6 @@
 """Codec decoder against the official qwen-tts decoder (tests/fixtures/tiny golden.npz, d_* keys):
 one-shot parity within 1e-4, a >300-frame sequence against the unchunked official forward, and
-streamed == one-shot for frame-by-frame and random chunk feeding."""
+streamed == one-shot (to float32 summation order) for frame-by-frame and random chunk feeding."""
 from __future__ import annotations
 
 import json
@@ -13,9 +13,9 @@ import pytest
 import edgetts.weights as W
 from edgetts.models.codec import Codec
 
-from conftest import FIXTURES, TINY as FIX
+from conftest import FIXTURES, TOL_AUDIO_ORDER, TINY as FIX
 TOL_OFFICIAL = 1e-4   # float32 reduction-order noise of the official decoder is ~2.6e-5
-TOL_STREAM = 1e-5
+TOL_STREAM = TOL_AUDIO_ORDER  # OpenBLAS sgemm rounds a row differently with the row count
 
 
 
@@ -79,7 +79,7 @@ def test_long_sequence_matches_unchunked_official(codec, golden):
     assert codes.shape[0] > 300
     wav = codec.decode(codes)
     assert np.abs(wav - golden["d_long_wav_unchunked"]).max() < TOL_OFFICIAL
-    # streamed in uneven chunks: still the exact (unchunked) decode
+    # streamed in uneven chunks: the unchunked decode, to float32 summation order
     st = codec.stream()
     rng = np.random.default_rng(0)
     parts, i = [], 0

@@ -13,6 +13,8 @@ import edgetts
 from edgetts.errors import EdgeTTSError
 from edgetts.streaming import stream
 
+from conftest import TOL_AUDIO_ORDER
+
 TINY = Path(__file__).resolve().parent / "fixtures" / "tiny"
 JOBS = [("Hello, this is a tiny test.", 1), ("Another sentence, quite different.", 2),
         ("Numbers like three and four.", 3), ("The last one here.", 4)]
@@ -73,7 +75,7 @@ def test_a_stream_and_generations_from_other_threads(tts, sequential):
     got = run_threads(fns)
     codes, audio = got[0]
     assert np.array_equal(codes, sequential[0].codes)
-    np.testing.assert_allclose(audio, sequential[0].audio, atol=1e-5)
+    np.testing.assert_allclose(audio, sequential[0].audio, atol=TOL_AUDIO_ORDER)
     for res, ref in zip(got[1:], sequential[1:]):
         assert np.array_equal(res.codes, ref.codes)
 

@@ -116,19 +116,21 @@ def test_im2col():
         assert np.array_equal(cols[t], np.concatenate([xp[t + 3 * j] for j in range(4)]))
 
 
-@pytest.mark.parametrize("K,N,exact", [(48, 64, True), (512, 1024, True), (37, 5, False)])
-def test_matmul_rows_round_alike(K, N, exact):
-    """A single row goes through sgemm, not sgemv, so it rounds like a row of a bigger product
-    (stream == one-shot). OpenBLAS edge kernels (odd N) may still reorder sums: tolerance there."""
+@pytest.mark.parametrize("K,N", [(48, 64), (512, 1024), (37, 5)])
+def test_matmul_rows_round_alike(K, N):
+    """A single row goes through sgemm, not sgemv, so it rounds like a row of a bigger product up
+    to float32 summation order (OpenBLAS's Haswell sgemm kernels sum a row slightly differently
+    with the row count M, so this is a tolerance, not equality)."""
     a, b = _r(9, K), _r(K, N)
     full = kc.matmul(a, b)
     assert np.abs(full - a.astype(np.float64) @ b).max() < 1e-3
+    tol = 1e-6 * (np.abs(a) @ np.abs(b)).max()   # a few float32 ulps of the sum of |terms|
     for i in range(3):
         one = kc.matmul(a[i:i + 1], b)[0]
-        assert np.array_equal(one, full[i]) if exact else np.abs(one - full[i]).max() < 1e-5
+        assert np.abs(one - full[i]).max() < tol
     out = np.empty((1, N), np.float32)
     kc.matmul(a[4:5], b, out)
-    assert np.array_equal(out[0], full[4]) if exact else np.abs(out[0] - full[4]).max() < 1e-5
+    assert np.abs(out[0] - full[4]).max() < tol
 
 
 def test_widen_f16():

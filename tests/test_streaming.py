@@ -6,7 +6,7 @@ import pytest
 
 from edgetts.errors import EdgeTTSError
 from edgetts.streaming import stream
-from conftest import TINY
+from conftest import TINY, TOL_AUDIO_ORDER
 from fake_tts import FakeTTS
 
 
@@ -92,10 +92,10 @@ def test_tiny_model_stream_matches_generate():
     assert audio.size == 8 * 1920 + sil
     first = tts.generate("Hello there.", **kw)
     np.testing.assert_array_equal(np.stack(s.codes[:4]), first.codes)
-    np.testing.assert_allclose(audio[:4 * 1920], first.audio, atol=1e-5)
+    np.testing.assert_allclose(audio[:4 * 1920], first.audio, atol=TOL_AUDIO_ORDER)
     assert np.all(audio[4 * 1920:4 * 1920 + sil] == 0)
     second = tts.generate("General Kenobi!", **kw)
-    np.testing.assert_allclose(audio[-4 * 1920:], second.audio, atol=1e-5)
+    np.testing.assert_allclose(audio[-4 * 1920:], second.audio, atol=TOL_AUDIO_ORDER)
 
 
 def test_cancel_from_another_thread_ends_the_stream_within_a_frame():

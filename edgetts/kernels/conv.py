@@ -55,8 +55,10 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     """a @ b through BLAS sgemm.
 
     * One row is computed as the first row of a 2-row GEMM: numpy sends M=1 products to sgemv,
-      whose summation order differs from sgemm's, and streamed decoding (1 frame = 1 row) must
-      round exactly like one-shot decoding.
+      whose summation order differs from sgemm's, and streamed decoding (1 frame = 1 row) should
+      round like one-shot decoding. (OpenBLAS's Haswell kernels also sum a row a little differently
+      with the row count M, its SkylakeX ones do not; on the former, streamed and one-shot audio
+      agree to ~3e-5, not bit for bit.)
     * Small products run single-threaded: a BLAS thread hand-off costs more than they do, and
       much more when another thread (the LM) competes for the cores.
     """
