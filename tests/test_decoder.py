@@ -133,3 +133,30 @@ def test_predictor_frame_in_one_region_equals_steps(dt, greedy):
         codes = np.zeros(G - 1, np.int64)
         pr.frame(h_prev, e0, codes, greedy, 0.9, 10, 0.95, np.random.default_rng(f), forced=forced)
         np.testing.assert_array_equal(codes, forced)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3, 8, 11])
+@pytest.mark.parametrize("n", [1, 2, 5, 8, 33])
+def test_claim_gives_every_unit_once_whoever_comes(n_threads, n):
+    """_claim: thread t takes its own contiguous share first, then the others'; each unit goes
+    to exactly one thread, also when only some threads (or one) ever show up."""
+    from edgetts.kernels import decoder as D
+    rng = np.random.default_rng(n * 31 + n_threads)
+    for present in ({0}, {n_threads - 1}, set(range(n_threads))):
+        ctr = D.counters(1)
+        D._start(ctr, n_threads)
+        shares = min(n_threads, D.SHARES)
+        got, active = {t: [] for t in present}, sorted(present)
+        while active:   # the present threads claim in a random interleaving
+            t = active[rng.integers(len(active))]
+            u = D._claim(ctr, 0, n, t)
+            if u < 0:
+                active.remove(t)
+            else:
+                got[t].append(u)
+        assert sorted(u for us in got.values() for u in us) == list(range(n))
+    shares = min(n_threads, D.SHARES)
+    if n >= shares:   # all threads in turn, no share empty: each starts at its own share's front
+        ctr = D.counters(1)
+        D._start(ctr, n_threads)
+        assert [D._claim(ctr, 0, n, t) for t in range(shares)] == [n * t // shares for t in range(shares)]
