@@ -41,20 +41,6 @@ def setup_threads(threads: int | None = None) -> int:
     return threads
 
 
-def _blas_core() -> str:
-    """The kernel set numpy's bundled OpenBLAS runs ("Haswell", "SkylakeX", ...), or ""."""
-    import ctypes
-    import glob
-    base = os.path.dirname(os.path.dirname(np.__file__))
-    for lib in sorted(glob.glob(os.path.join(base, "numpy.libs", "*openblas*.so*"))):
-        for name in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename", "openblas_get_corename"):
-            fn = getattr(ctypes.CDLL(lib), name, None)
-            if fn is not None:
-                fn.restype = ctypes.c_char_p
-                return (fn() or b"").decode("ascii", "replace")
-    return ""
-
-
 def run_info() -> dict:
     """What the numbers depend on: CPU, threading layer, wait policy."""
     info = {"python": platform.python_version(), "numpy": np.__version__,
@@ -73,7 +59,8 @@ def run_info() -> dict:
                     break
     except OSError:
         pass
-    core = _blas_core()
+    from edgetts.kernels.conv import blas_core
+    core = blas_core()
     if core:   # OpenBLAS's kernel set: AVX2 (Haswell) kernels run the codec's sgemm at half the
         info["openblas_core"] = core   # AVX-512 (SkylakeX) ones' speed on an AVX-512 CPU
     if os.environ.get("OPENBLAS_CORETYPE"):

@@ -21,25 +21,53 @@ import numpy as np
 from numba import njit
 
 
-def _find_blas_threads_local():
-    """numpy's OpenBLAS `openblas_set_num_threads_local` (per calling thread), or None."""
+def _openblas_libs():
+    """numpy's bundled OpenBLAS libraries (ctypes.CDLL), usually one."""
     import ctypes
     import glob
     import os
 
     base = os.path.dirname(os.path.dirname(np.__file__))
+    libs = []
     for lib in sorted(glob.glob(os.path.join(base, "numpy.libs", "*openblas*.so*"))):
         try:
-            fn = ctypes.CDLL(lib).openblas_set_num_threads_local
-        except (OSError, AttributeError):
+            libs.append(ctypes.CDLL(lib))
+        except OSError:
             continue
-        fn.argtypes = [ctypes.c_int]
-        fn.restype = ctypes.c_int
-        return fn
+    return libs
+
+
+_OPENBLAS = _openblas_libs()
+
+
+def _find_blas_threads_local():
+    """numpy's OpenBLAS `openblas_set_num_threads_local` (per calling thread), or None."""
+    import ctypes
+
+    for lib in _OPENBLAS:
+        fn = getattr(lib, "openblas_set_num_threads_local", None)
+        if fn is not None:
+            fn.argtypes = [ctypes.c_int]
+            fn.restype = ctypes.c_int
+            return fn
     return None
 
 
 _BLAS_LOCAL = _find_blas_threads_local()
+
+
+def blas_core() -> str:
+    """The kernel set numpy's OpenBLAS runs ("Haswell", "SkylakeX", ...; picked by CPU model, or
+    by OPENBLAS_CORETYPE), or "" when unknown. The codec's float32 GEMMs depend on it."""
+    import ctypes
+
+    for lib in _OPENBLAS:
+        for name in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename", "openblas_get_corename"):
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn.restype = ctypes.c_char_p
+                return (fn() or b"").decode("ascii", "replace")
+    return ""
 SMALL_GEMM = 1 << 21  # multiply-adds below which a GEMM runs on the calling thread alone
 
 
