@@ -190,7 +190,7 @@ def sched_yield(typingctx):
 @njit(cache=True, nogil=True)
 def _claim(ctr, ph, n, t):
     """Thread t's next unclaimed unit of phase ph (n units), or -1."""
-    shares = ctr[ctr.shape[0] - 3]
+    shares = ctr[ctr.shape[0] - CFG]
     base = STRIDE * ph + 2
     for s in range(shares):
         sh = (t + s) % shares
