@@ -68,6 +68,8 @@ def blas_core() -> str:
                 fn.restype = ctypes.c_char_p
                 return (fn() or b"").decode("ascii", "replace")
     return ""
+
+
 SMALL_GEMM = 1 << 21  # multiply-adds below which a GEMM runs on the calling thread alone
 
 
