@@ -1,6 +1,7 @@
 """Start `edgetts serve` / `edgetts wyoming` as real subprocesses on a free port (port 0)."""
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -11,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import FIXTURES, ROOT, TINY  # noqa: F401 - re-exported for the serve tests
+from conftest import FIXTURES, ROOT, TINY, TOL_AUDIO_ORDER  # noqa: F401 - re-exported for the serve tests
 
-LSB = 1  # int16 steps: streamed and one-shot decoding differ by ~1e-5 before rounding
+# int16 steps: streamed and one-shot decoding differ by summation-order noise (conftest), then round
+LSB = math.ceil(TOL_AUDIO_ORDER * 32767 + 0.5)
 
 
 def _names():
