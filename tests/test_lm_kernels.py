@@ -1,9 +1,11 @@
 """LM-side numba kernels against plain numpy twins, on random shapes including odd sizes."""
 import numpy as np
 import pytest
+from numba import njit
 
 from edgetts.kernels import activations_lm as A
 from edgetts.kernels import attention as T
+from edgetts.kernels import expf as E
 from edgetts.kernels import norm as N
 from edgetts.kernels import rope as R
 from edgetts.kernels import sampling as S
@@ -77,6 +79,27 @@ def test_rmsnorm(n, d):
     np.testing.assert_allclose(out, np_rmsnorm(x + r, w, 1e-6), rtol=1e-5, atol=1e-6)
 
 
+@njit(cache=True)
+def _exp_all(x, out):
+    for i in range(x.size):
+        out[i] = E.exp_f32(x[i])
+
+
+def test_exp_f32():
+    """The vectorizing exp against float64 numpy: ~1 ulp over the float32 range, clamped to the
+    normal range outside it (softmax and SiLU feed it anything, including -inf)."""
+    x = np.concatenate([np.linspace(-87, 88, 200001, dtype=np.float32), rng.standard_normal(1000).astype(np.float32),
+                        np.float32([0.0, -0.0, 1e-30, -1e-30])])
+    out = np.empty_like(x)
+    _exp_all(x, out)
+    np.testing.assert_allclose(out, np.exp(x.astype(np.float64)), rtol=3e-7, atol=0)
+    edge = np.float32([-np.inf, -1000.0, -87.5, 88.5, 1000.0, np.inf])
+    out = np.empty_like(edge)
+    _exp_all(edge, out)
+    np.testing.assert_allclose(out, np.exp(np.clip(edge.astype(np.float64), -87, 88)), rtol=3e-7)
+    assert np.isfinite(out).all() and (out > 0).all()
+
+
 @pytest.mark.parametrize("n,m", [(1, 5), (4, 33)])
 def test_activations(n, m):
     gu = rng.standard_normal((n, 2 * m)).astype(np.float32)
@@ -124,8 +147,15 @@ def test_qkv_attention(nh, nkv, hd, L, pos0, cap):
     for p in range(pos0):
         out1 = np.zeros((1, nh * hd), np.float32)
         T.qkv_attention(hist[p:p + 1].copy(), nh, nkv, qn, kn, eps, cos, sin, p, kc, vc, out1, sc)
+    kc1, vc1 = kc.copy(), vc.copy()
     out = np.zeros((L, nh * hd), np.float32)
     T.qkv_attention(rows.copy(), nh, nkv, qn, kn, eps, cos, sin, pos0, kc, vc, out, sc)
+    # the same rows fed one at a time (decode steps): the same numbers, bit for bit
+    for i in range(L):
+        out1 = np.zeros((1, nh * hd), np.float32)
+        T.qkv_attention(rows[i:i + 1].copy(), nh, nkv, qn, kn, eps, cos, sin, pos0 + i, kc1, vc1, out1, sc)
+        if pos0 + L <= cap:  # (past the capacity a batch row sees slots a later row overwrote)
+            np.testing.assert_array_equal(out1[0], out[i])
     allr = np.concatenate([hist, rows]).astype(np.float64)
     P = allr.shape[0]
     pos = np.arange(P)

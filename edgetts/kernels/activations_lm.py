@@ -2,26 +2,33 @@
 import numpy as np
 from numba import njit
 
+from .expf import exp_f32
 
-@njit(cache=True, nogil=True, fastmath={"contract"})
+
+@njit(cache=True, nogil=True, fastmath={"contract"}, inline="always")
+def silu(v):
+    """v * sigmoid(v), exp by expf.exp_f32. Callers compile with error_model="numpy" (no
+    ZeroDivisionError branch on the division), so their loops vectorize."""
+    return v / (np.float32(1.0) + exp_f32(-v))
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def silu_mul(gu, out):
     """gu: [n, 2*I] = [gate | up]; out[:, :I] = silu(gate) * up."""
     n, two_i = gu.shape
     m = two_i // 2
     for r in range(n):
         for j in range(m):
-            g = gu[r, j]
-            out[r, j] = g / (np.float32(1.0) + np.exp(-g)) * gu[r, m + j]
+            out[r, j] = silu(gu[r, j]) * gu[r, m + j]
 
 
-@njit(cache=True, nogil=True, fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def bias_silu(x, b):
     """x = silu(x + b) in place. x: [n, d]; b: [d]."""
     n, d = x.shape
     for r in range(n):
         for j in range(d):
-            v = x[r, j] + b[j]
-            x[r, j] = v / (np.float32(1.0) + np.exp(-v))
+            x[r, j] = silu(x[r, j] + b[j])
 
 
 @njit(cache=True, nogil=True)

@@ -4,9 +4,11 @@ One call per layer does: q/k per-head RMSNorm -> RoPE -> write k, v into the cac
 No model knowledge: sizes come from the array shapes and the arguments.
 """
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-_FM = {"reassoc", "contract", "nsz"}  # vectorized dot products; softmax keeps exact exp/max
+from .expf import exp_f32
+
+_FM = {"reassoc", "contract", "nsz"}  # vectorized dot products and sums
 
 
 @njit(cache=True, nogil=True, fastmath=_FM)
@@ -31,34 +33,40 @@ def _head_rmsnorm_rope(x, w, eps, cos_row, sin_row):
 @njit(cache=True, nogil=True, fastmath=_FM)
 def attend_head(q, k_cache, v_cache, kv, p, n, scale, scores, o):
     """Softmax attention of one query head q over the n newest cache slots of kv head kv
-    (ring buffer, position p newest) into o. scores: scratch of at least n."""
+    (ring buffer, position p newest) into o. scores: scratch of at least n. float32 throughout,
+    exp by expf.exp_f32 (a libm exp per score and float64 sums cost ~4x the whole dot products)."""
     cap = k_cache.shape[1]
     hd = k_cache.shape[2]
-    m = -np.inf
+    newest = p % cap
+    m = np.float32(-np.inf)
     for t in range(n):
-        s = (p - t) % cap
+        s = newest - t
+        if s < 0:
+            s += cap
         acc = np.float32(0.0)
         for j in range(hd):
             acc += q[j] * k_cache[kv, s, j]
         acc *= scale
         scores[t] = acc
-        if acc > m:
-            m = acc
+        m = max(m, acc)
     tot = np.float32(0.0)
     for t in range(n):
-        e = np.exp(scores[t] - m)
+        e = exp_f32(scores[t] - m)
         scores[t] = e
         tot += e
+    inv = np.float32(1.0) / tot
     for j in range(hd):
         o[j] = 0.0
     for t in range(n):
-        s = (p - t) % cap
-        w = scores[t] / tot
+        s = newest - t
+        if s < 0:
+            s += cap
+        w = scores[t] * inv
         for j in range(hd):
             o[j] += w * v_cache[kv, s, j]
 
 
-@njit(cache=True, nogil=True, fastmath=_FM)
+@njit(cache=True, nogil=True, parallel=True, fastmath=_FM)
 def qkv_attention(qkv, n_heads, n_kv_heads, q_norm, k_norm, eps, cos, sin, pos0,
                   k_cache, v_cache, out, scores):
     """Rows of qkv [L, (n_heads + 2*n_kv_heads) * head_dim] at positions pos0 .. pos0+L-1.
@@ -66,8 +74,11 @@ def qkv_attention(qkv, n_heads, n_kv_heads, q_norm, k_norm, eps, cos, sin, pos0,
     q is normalized + rotated in place; k (normalized + rotated) and v go into the caches
     k_cache, v_cache [n_kv_heads, capacity, head_dim] at slot pos % capacity; then each row
     attends causally to every cached position <= its own (at most `capacity` of them).
-    out: [L, n_heads * head_dim]; scores: float32 work buffer of at least `capacity`.
+    out: [L, n_heads * head_dim]; scores: float32 work buffer of at least `capacity` (one row;
+    several rows split the heads over the threads, each with its own scratch).
     cos, sin: [n_pos, head_dim // 2] RoPE tables. The caller keeps capacity >= L.
+    Every (row, head) runs attend_head on the same numbers whatever the split: equal to the
+    rows fed one at a time, bit for bit.
     """
     L = qkv.shape[0]
     hd = k_cache.shape[2]
@@ -87,10 +98,15 @@ def qkv_attention(qkv, n_heads, n_kv_heads, q_norm, k_norm, eps, cos, sin, pos0,
                 k_cache[h, slot, j] = k[j]
                 v_cache[h, slot, j] = qkv[i, voff + h * hd + j]
     scale = np.float32(1.0 / np.sqrt(hd))
-    for i in range(L):
-        p = pos0 + i
-        n = min(p + 1, cap)
+    if L == 1:
+        n = min(pos0 + 1, cap)
         for h in range(n_heads):
-            kv = h // group
-            attend_head(qkv[i, h * hd:(h + 1) * hd], k_cache, v_cache, kv, p, n, scale, scores,
-                        out[i, h * hd:(h + 1) * hd])
+            attend_head(qkv[0, h * hd:(h + 1) * hd], k_cache, v_cache, h // group, pos0, n, scale, scores,
+                        out[0, h * hd:(h + 1) * hd])
+        return
+    for h in prange(n_heads):  # every head has the same work: rows 0..L-1
+        work = np.empty(cap, np.float32)
+        for i in range(L):
+            p = pos0 + i
+            attend_head(qkv[i, h * hd:(h + 1) * hd], k_cache, v_cache, h // group, p, min(p + 1, cap), scale,
+                        work, out[i, h * hd:(h + 1) * hd])

@@ -13,6 +13,8 @@ import math
 import numpy as np
 from numba import njit
 
+from .activations_lm import silu
+
 
 @njit(cache=True, nogil=True)
 def rms_norm(x, w, eps, out):
@@ -80,14 +82,13 @@ def window_attention(q, k, v, n_past, window, scale, out):
                 out[i, h, d] += p * v[j, kh, d]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def silu_mul(g, u):
     """g = silu(g) * u in place ([T, D])."""
     T, D = g.shape
     for t in range(T):
         for i in range(D):
-            a = g[t, i]
-            g[t, i] = a / (np.float32(1.0) + np.float32(math.exp(-a))) * u[t, i]
+            g[t, i] = silu(g[t, i]) * u[t, i]
 
 
 @njit(cache=True, nogil=True, fastmath=True)

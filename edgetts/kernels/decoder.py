@@ -34,6 +34,7 @@ from numba import njit, prange, typed, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .activations_lm import silu
 from .attention import _head_rmsnorm_rope, attend_head
 from .matmul import ROWS, ROWS8
 from .norm import add_rmsnorm, rmsnorm
@@ -257,12 +258,11 @@ def _product(ctr, ph, kind, p, rows, xq, xd, xs, out, t):
     return last
 
 
-@njit(cache=True, nogil=True, fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def _silu_mul_range(gu, m, a, b, out):
     """silu_mul(gu, out) for columns a..b of row 0 (same expression)."""
     for j in range(a, b):
-        g = gu[0, j]
-        out[0, j] = g / (np.float32(1.0) + np.exp(-g)) * gu[0, m + j]
+        out[0, j] = silu(gu[0, j]) * gu[0, m + j]
 
 
 @njit(cache=True, nogil=True)

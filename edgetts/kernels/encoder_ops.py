@@ -12,43 +12,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from llvmlite import ir
 from numba import njit
-from numba.core import types
-from numba.extending import intrinsic
 
-_LOG2E = np.float32(1.4426950408889634)
-# ln 2 in two float32 parts (Cody-Waite): k*_LN2_HI is exact for |k| < 2^9
-_LN2_HI = np.float32(0.693359375)
-_LN2_LO = np.float32(-2.12194440e-4)
-
-
-@intrinsic
-def _f32_from_bits(typingctx, bits):
-    """The float32 whose bit pattern is the int32 `bits` (an LLVM bitcast: vectorizes)."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-    return types.float32(types.int32), codegen
-
-
-@njit(cache=True, nogil=True, fastmath={"contract"}, inline="always")
-def _expm1_neg(v):
-    """exp(v) - 1 in float32 for v <= 0: v = k*ln2 + r with |r| <= ln2/2, expm1(r) by a degree-7
-    Taylor polynomial, then 2^k*(expm1(r) + 1) - 1 = 2^k*expm1(r) + (2^k - 1), 2^k from its
-    exponent bits. Below -20 the float32 result is -1 anyway. Max error ~1e-7 relative (libm
-    expm1 is ~10 ns per call, scalar; this loop vectorizes: ~0.7 ns)."""
-    v = max(v, np.float32(-20.0))
-    k = np.rint(v * _LOG2E)
-    r = (v - k * _LN2_HI) - k * _LN2_LO
-    p = np.float32(1.0 / 5040)
-    p = p * r + np.float32(1.0 / 720)
-    p = p * r + np.float32(1.0 / 120)
-    p = p * r + np.float32(1.0 / 24)
-    p = p * r + np.float32(1.0 / 6)
-    p = p * r + np.float32(0.5)
-    em = r + r * r * p
-    s = _f32_from_bits((np.int32(k) + np.int32(127)) << np.int32(23))
-    return s * em + (s - np.float32(1.0))
+from .expf import expm1_neg
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
@@ -58,7 +24,7 @@ def elu(x, out):
     for t in range(T):
         for c in range(C):
             v = x[t, c]
-            e = _expm1_neg(min(v, np.float32(0.0)))
+            e = expm1_neg(min(v, np.float32(0.0)))
             out[t, c] = v if v > 0 else e
 
 
