@@ -98,10 +98,75 @@ def linear_rows(x, w, out, n0, n1):
 
     For the few-row products of the codec's low-rate stages (<= a few dozen rows), where BLAS
     spends more on packing the weights than on arithmetic. x must have a multiple of 4 rows
-    (pad with zeros): every row then goes through the same 4-row loop, so a row's result does
-    not depend on how many rows came with it (streamed == one-shot)."""
+    (pad with zeros): every row then goes through the same loops, so a row's result does not
+    depend on how many rows came with it (streamed == one-shot). Blocks of 4 rows x 4 columns:
+    16 accumulators, each loaded x and w vector feeds 4 multiply-adds (a 4 x 1 block loads 5
+    vectors per 4: load-bound at ~half the rate; [4, 1024] @ [512, 1024]^T 0.083 -> 0.053 ms
+    from cache, 0.24 -> 0.17 ms from DRAM). Blocks are aligned to w's columns (multiples of 4; the last N % 4 columns take
+    4 x 1), whatever n0 and n1: a column rounds alike however a caller splits the columns."""
     M, K = x.shape
-    for n in range(n0, n1):
+    n_blocked = w.shape[0] // 4 * 4  # columns below this go in aligned 4-column blocks
+    blk = np.empty((4, 4), np.float32)
+    for n in range(n0 // 4 * 4, min(n1, n_blocked), 4):
+        j0, j1 = max(n, n0) - n, min(n + 4, n1) - n  # this call's columns of the block
+        w0 = w[n]
+        w1 = w[n + 1]
+        w2 = w[n + 2]
+        w3 = w[n + 3]
+        for m in range(0, M, 4):
+            x0 = x[m]
+            x1 = x[m + 1]
+            x2 = x[m + 2]
+            x3 = x[m + 3]
+            a00 = a01 = a02 = a03 = np.float32(0.0)
+            a10 = a11 = a12 = a13 = np.float32(0.0)
+            a20 = a21 = a22 = a23 = np.float32(0.0)
+            a30 = a31 = a32 = a33 = np.float32(0.0)
+            for k in range(K):
+                v0 = x0[k]
+                v1 = x1[k]
+                v2 = x2[k]
+                v3 = x3[k]
+                c0 = w0[k]
+                c1 = w1[k]
+                c2 = w2[k]
+                c3 = w3[k]
+                a00 += v0 * c0
+                a01 += v0 * c1
+                a02 += v0 * c2
+                a03 += v0 * c3
+                a10 += v1 * c0
+                a11 += v1 * c1
+                a12 += v1 * c2
+                a13 += v1 * c3
+                a20 += v2 * c0
+                a21 += v2 * c1
+                a22 += v2 * c2
+                a23 += v2 * c3
+                a30 += v3 * c0
+                a31 += v3 * c1
+                a32 += v3 * c2
+                a33 += v3 * c3
+            blk[0, 0] = a00
+            blk[0, 1] = a01
+            blk[0, 2] = a02
+            blk[0, 3] = a03
+            blk[1, 0] = a10
+            blk[1, 1] = a11
+            blk[1, 2] = a12
+            blk[1, 3] = a13
+            blk[2, 0] = a20
+            blk[2, 1] = a21
+            blk[2, 2] = a22
+            blk[2, 3] = a23
+            blk[3, 0] = a30
+            blk[3, 1] = a31
+            blk[3, 2] = a32
+            blk[3, 3] = a33
+            for i in range(4):
+                for j in range(j0, j1):
+                    out[m + i, n + j] = blk[i, j]
+    for n in range(max(n0, n_blocked), n1):
         wr = w[n]
         for m in range(0, M, 4):
             x0 = x[m]
