@@ -542,8 +542,8 @@ def _tile8(kind: str, G: int):
 
 def _tile_dots(kind: str, T: int, G: int):
     """Intrinsic tile_dots(tq, td, nb, XQ, XD, XS, t0, out, r): out[t0 + i, r:r + 8G] = the tile's
-    8G rows . X[t0 + i] for i < T (G = 2: zmm vectors, the dot of one broadcast activation dword
-    with 16 rows) (XQ int8[n, cols], XD float32[n, nb], XS int32[n, nb], out
+    8G rows . X[t0 + i] for i < T (G even: G/2 zmm vectors per dword, each the dot of one broadcast
+    activation dword with 16 rows) (XQ int8[n, cols], XD float32[n, nb], XS int32[n, nb], out
     float32[n, rows], all C-contiguous)."""
     corr = 128 if kind == "q8_0" else 8
 
@@ -567,17 +567,18 @@ def _tile_dots(kind: str, T: int, G: int):
             oshape = cgutils.unpack_tuple(builder, context.make_array(sig.args[7])(context, builder, outa).shape)
             rows = oshape[1]
             cols = builder.mul(nb, ir.Constant(_I64, QK))
-            L = 8 * G  # lanes: one per weight row of the tile
-            v8, f8 = _V(_I32, L), _V(_F32, L)
-            dp = _fn(builder, f"llvm.x86.avx512.vpdpbusd.{32 * L}", v8, [v8, v8, v8])
-            fma = _fn(builder, f"llvm.fma.v{L}f32", f8, [f8, f8, f8])
+            L = 8 * G  # rows of the tile; V zmm vectors of 16 rows each (vpdpbusd is 16 lanes wide)
+            V = L // 16
+            i32x16, f32x16 = _V(_I32, 16), _V(_F32, 16)
+            dp = _fn(builder, "llvm.x86.avx512.vpdpbusd.512", i32x16, [i32x16, i32x16, i32x16])
+            fma = _fn(builder, "llvm.fma.i32x16f32", f32x16, [f32x16, f32x16, f32x16])
             ts = [builder.add(t0, ir.Constant(_I64, i)) for i in range(T)]
             xrow = [builder.mul(t, cols) for t in ts]
             brow = [builder.mul(t, nb) for t in ts]
 
             def bcast(val, vty):
                 v = builder.insert_element(ir.Constant(vty, ir.Undefined), val, ir.Constant(_I32, 0))
-                return builder.shuffle_vector(v, v, _idx([0] * L))
+                return builder.shuffle_vector(v, v, _idx([0] * 16))
 
             entry = builder.block
             loop = builder.append_basic_block("tile_dots.loop")
@@ -588,35 +589,44 @@ def _tile_dots(kind: str, T: int, G: int):
             b.add_incoming(ir.Constant(_I64, 0), entry)
             acc = []
             for i in range(T):
-                a = builder.phi(f8)
-                a.add_incoming(ir.Constant(f8, None), entry)
-                acc.append(a)
+                row = []
+                for h in range(V):
+                    a = builder.phi(f32x16)
+                    a.add_incoming(ir.Constant(f32x16, None), entry)
+                    row.append(a)
+                acc.append(row)
             tb = builder.mul(b, ir.Constant(_I64, L * QK))
-            W = [_load(builder, tqp, builder.add(tb, ir.Constant(_I64, 4 * L * j)), v8) for j in range(8)]
-            dw = builder.load(builder.bitcast(builder.gep(tdp, [builder.mul(b, ir.Constant(_I64, L))]),
-                                              f8.as_pointer()), align=4)
+            # W[j][h]: dword j of rows 16h..16h+15 (the tile keeps a dword's L rows together)
+            W = [[_load(builder, tqp, builder.add(tb, ir.Constant(_I64, 4 * L * j + 64 * h)), i32x16)
+                  for h in range(V)] for j in range(8)]
+            dbase = builder.mul(b, ir.Constant(_I64, L))
+            dw = [builder.load(builder.bitcast(builder.gep(tdp, [builder.add(dbase, ir.Constant(_I64, 16 * h))]),
+                                               f32x16.as_pointer()), align=4) for h in range(V)]
             xb = builder.mul(b, ir.Constant(_I64, QK))
             nxt = []
             for i in range(T):
-                s = ir.Constant(v8, None)
+                s = [ir.Constant(i32x16, None)] * V
                 xo = builder.add(xrow[i], xb)
                 for j in range(8):
-                    xw = _load(builder, xp, builder.add(xo, ir.Constant(_I64, 4 * j)), _I32)
-                    s = builder.call(dp, [s, W[j], bcast(xw, v8)])
+                    xw = bcast(_load(builder, xp, builder.add(xo, ir.Constant(_I64, 4 * j)), _I32), i32x16)
+                    s = [builder.call(dp, [s[h], W[j][h], xw]) for h in range(V)]
                 bi = builder.add(brow[i], b)
-                xs_b = builder.load(builder.gep(xsp, [bi]))
-                s = builder.sub(s, bcast(builder.mul(xs_b, ir.Constant(_I32, corr)), v8))
-                sc = builder.fmul(dw, bcast(builder.load(builder.gep(xdp, [bi])), f8), flags=("fast",))
-                nxt.append(builder.call(fma, [builder.sitofp(s, f8), sc, acc[i]]))
+                xs_b = bcast(builder.mul(builder.load(builder.gep(xsp, [bi])), ir.Constant(_I32, corr)), i32x16)
+                xd_b = bcast(builder.load(builder.gep(xdp, [bi])), f32x16)
+                nxt.append([builder.call(fma, [builder.sitofp(builder.sub(s[h], xs_b), f32x16),
+                                               builder.fmul(dw[h], xd_b, flags=("fast",)), acc[i][h]])
+                            for h in range(V)])
             bn = builder.add(b, ir.Constant(_I64, 1))
             b.add_incoming(bn, loop)
             for i in range(T):
-                acc[i].add_incoming(nxt[i], loop)
+                for h in range(V):
+                    acc[i][h].add_incoming(nxt[i][h], loop)
             builder.cbranch(builder.icmp_signed("<", bn, nb), loop, done)
             builder.position_at_end(done)
             for i in range(T):
-                o = builder.add(builder.mul(ts[i], rows), r)
-                builder.store(nxt[i], builder.bitcast(builder.gep(outp, [o]), f8.as_pointer()), align=4)
+                for h in range(V):
+                    o = builder.add(builder.add(builder.mul(ts[i], rows), r), ir.Constant(_I64, 16 * h))
+                    builder.store(nxt[i][h], builder.bitcast(builder.gep(outp, [o]), f32x16.as_pointer()), align=4)
             return context.get_dummy_value()
 
         return types.none(tq, td, nb, XQ, XD, XS, t0, out, r), codegen
@@ -624,34 +634,51 @@ def _tile_dots(kind: str, T: int, G: int):
     return tile_dots
 
 
-# 16-row tiles (two x8 groups, zmm): half the activation broadcasts per multiply-add of 8-row ones
+# 32-row tiles (four x8 groups, two zmm per dword): each activation broadcast feeds two vpdpbusd,
+# half the broadcasts per multiply-add of 16-row ones; 16-row tiles for a model's last pair
+tile32_q8_0 = _tile8("q8_0", 4)
+tile32_q4_0 = _tile8("q4_0", 4)
+dots32_q8_0_x4, dots32_q8_0_x1 = _tile_dots("q8_0", 4, 4), _tile_dots("q8_0", 1, 4)
+dots32_q4_0_x4, dots32_q4_0_x1 = _tile_dots("q4_0", 4, 4), _tile_dots("q4_0", 1, 4)
 tile16_q8_0 = _tile8("q8_0", 2)
 tile16_q4_0 = _tile8("q4_0", 2)
-dots16_q8_0_x4, dots16_q8_0_x1 = _tile_dots("q8_0", 4, 2), _tile_dots("q8_0", 1, 2)
-dots16_q4_0_x4, dots16_q4_0_x1 = _tile_dots("q4_0", 4, 2), _tile_dots("q4_0", 1, 2)
+dots16_q8_0_x1 = _tile_dots("q8_0", 1, 2)
+dots16_q4_0_x1 = _tile_dots("q4_0", 1, 2)
 
 
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def matmul_q8_0_vnni(p, w, wd, XQ, XD, XS, out):
     rows, nb, n = w.shape[0], XD.shape[1], XQ.shape[0]
     ng = rows // ROWS
-    for gp in prange((ng + 1) // 2):  # pairs of 8-row groups: one 16-row tile
-        g = 2 * gp
-        if n >= TILE_T and g + 1 < ng:
-            tq = np.empty(nb * 2 * ROWS * QK, np.uint8)
-            td = np.empty(nb * 2 * ROWS, np.float32)
-            tile16_q8_0(p, g * nb * ROWS * Q8_0_BYTES, nb, tq, td)
+    for gq in prange((ng + 3) // 4):  # quads of 8-row groups: one 32-row tile
+        g = 4 * gq
+        if n >= TILE_T and g + 3 < ng:
+            tq = np.empty(nb * 4 * ROWS * QK, np.uint8)
+            td = np.empty(nb * 4 * ROWS, np.float32)
+            tile32_q8_0(p, g * nb * ROWS * Q8_0_BYTES, nb, tq, td)
             t = 0
             while t + TILE_T <= n:
-                dots16_q8_0_x4(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
+                dots32_q8_0_x4(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
                 t += TILE_T
             while t < n:
-                dots16_q8_0_x1(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
+                dots32_q8_0_x1(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
                 t += 1
-        else:  # too few rows to pay for a tile, or a last odd group: rows8 per activation row
-            for gg in range(g, min(g + 2, ng)):
+            continue
+        # few activation rows, or the last 1-3 groups: a 16-row tile for a pair of groups, rows8
+        # per activation row for the rest
+        end = min(g + 4, ng)
+        while g < end:
+            if n >= TILE_T and g + 1 < end:
+                tq = np.empty(nb * 2 * ROWS * QK, np.uint8)
+                td = np.empty(nb * 2 * ROWS, np.float32)
+                tile16_q8_0(p, g * nb * ROWS * Q8_0_BYTES, nb, tq, td)
                 for t in range(n):
-                    rows8_q8_0_vnni(p, gg * nb * ROWS * Q8_0_BYTES, nb, XQ[t], XD[t], XS[t], out[t], ROWS * gg)
+                    dots16_q8_0_x1(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
+                g += 2
+            else:  # too few rows to pay for a tile, or a last odd group
+                for t in range(n):
+                    rows8_q8_0_vnni(p, g * nb * ROWS * Q8_0_BYTES, nb, XQ[t], XD[t], XS[t], out[t], ROWS * g)
+                g += 1
     for r in range(rows // ROWS * ROWS, rows):
         for t in range(n):
             out[t, r] = _row_q8_0(w, wd, r, XQ[t], XD[t], XS[t])
@@ -661,23 +688,35 @@ def matmul_q8_0_vnni(p, w, wd, XQ, XD, XS, out):
 def matmul_q4_0_vnni(p, w, wd, XQ, XD, XS, out):
     rows, nb, n = w.shape[0], XD.shape[1], XQ.shape[0]
     ng = rows // ROWS
-    for gp in prange((ng + 1) // 2):  # pairs of 8-row groups: one 16-row tile
-        g = 2 * gp
-        if n >= TILE_T and g + 1 < ng:
-            tq = np.empty(nb * 2 * ROWS * QK, np.uint8)
-            td = np.empty(nb * 2 * ROWS, np.float32)
-            tile16_q4_0(p, g * nb * ROWS * Q4_0_BYTES, nb, tq, td)
+    for gq in prange((ng + 3) // 4):  # quads of 8-row groups: one 32-row tile
+        g = 4 * gq
+        if n >= TILE_T and g + 3 < ng:
+            tq = np.empty(nb * 4 * ROWS * QK, np.uint8)
+            td = np.empty(nb * 4 * ROWS, np.float32)
+            tile32_q4_0(p, g * nb * ROWS * Q4_0_BYTES, nb, tq, td)
             t = 0
             while t + TILE_T <= n:
-                dots16_q4_0_x4(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
+                dots32_q4_0_x4(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
                 t += TILE_T
             while t < n:
-                dots16_q4_0_x1(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
+                dots32_q4_0_x1(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
                 t += 1
-        else:  # too few rows to pay for a tile, or a last odd group: rows8 per activation row
-            for gg in range(g, min(g + 2, ng)):
+            continue
+        # few activation rows, or the last 1-3 groups: a 16-row tile for a pair of groups, rows8
+        # per activation row for the rest
+        end = min(g + 4, ng)
+        while g < end:
+            if n >= TILE_T and g + 1 < end:
+                tq = np.empty(nb * 2 * ROWS * QK, np.uint8)
+                td = np.empty(nb * 2 * ROWS, np.float32)
+                tile16_q4_0(p, g * nb * ROWS * Q4_0_BYTES, nb, tq, td)
                 for t in range(n):
-                    rows8_q4_0_vnni(p, gg * nb * ROWS * Q4_0_BYTES, nb, XQ[t], XD[t], XS[t], out[t], ROWS * gg)
+                    dots16_q4_0_x1(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
+                g += 2
+            else:  # too few rows to pay for a tile, or a last odd group
+                for t in range(n):
+                    rows8_q4_0_vnni(p, g * nb * ROWS * Q4_0_BYTES, nb, XQ[t], XD[t], XS[t], out[t], ROWS * g)
+                g += 1
     for r in range(rows // ROWS * ROWS, rows):
         for t in range(n):
             out[t, r] = _row_q4_0(w, wd, r, XQ[t], XD[t], XS[t])
