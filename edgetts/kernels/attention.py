@@ -31,39 +31,95 @@ def _head_rmsnorm_rope(x, w, eps, cos_row, sin_row):
 
 
 @njit(cache=True, nogil=True, fastmath=_FM)
+def _scores(q, k_cache, kv, s0, s1, scale, scores, t0):
+    """scores[t0 + i] = scale * q . K[kv, s1 - 1 - i] for the slots s1 - 1 down to s0 (newest
+    first); returns the next t. Four keys per pass over q (four independent sums per load of q),
+    the last (s1 - s0) % 4 one by one."""
+    hd = k_cache.shape[2]
+    s = s1 - 4
+    t = t0
+    while s >= s0:
+        k0 = k_cache[kv, s + 3]
+        k1 = k_cache[kv, s + 2]
+        k2 = k_cache[kv, s + 1]
+        k3 = k_cache[kv, s]
+        a0 = a1 = a2 = a3 = np.float32(0.0)
+        for j in range(hd):
+            qj = q[j]
+            a0 += qj * k0[j]
+            a1 += qj * k1[j]
+            a2 += qj * k2[j]
+            a3 += qj * k3[j]
+        scores[t] = a0 * scale
+        scores[t + 1] = a1 * scale
+        scores[t + 2] = a2 * scale
+        scores[t + 3] = a3 * scale
+        t += 4
+        s -= 4
+    for s in range(s + 3, s0 - 1, -1):
+        kr = k_cache[kv, s]
+        a = np.float32(0.0)
+        for j in range(hd):
+            a += q[j] * kr[j]
+        scores[t] = a * scale
+        t += 1
+    return t
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _weighted_sum(v_cache, kv, s0, s1, w, t0, o):
+    """o += sum_i w[t0 + i] * V[kv, s1 - 1 - i] over the slots s1 - 1 down to s0, four value
+    rows per pass over o; returns the next t."""
+    hd = v_cache.shape[2]
+    s = s1 - 4
+    t = t0
+    while s >= s0:
+        v0 = v_cache[kv, s + 3]
+        v1 = v_cache[kv, s + 2]
+        v2 = v_cache[kv, s + 1]
+        v3 = v_cache[kv, s]
+        w0, w1, w2, w3 = w[t], w[t + 1], w[t + 2], w[t + 3]
+        for j in range(hd):
+            o[j] += w0 * v0[j] + w1 * v1[j] + w2 * v2[j] + w3 * v3[j]
+        t += 4
+        s -= 4
+    for s in range(s + 3, s0 - 1, -1):
+        vr = v_cache[kv, s]
+        ww = w[t]
+        for j in range(hd):
+            o[j] += ww * vr[j]
+        t += 1
+    return t
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
 def attend_head(q, k_cache, v_cache, kv, p, n, scale, scores, o):
     """Softmax attention of one query head q over the n newest cache slots of kv head kv
     (ring buffer, position p newest) into o. scores: scratch of at least n. float32 throughout,
-    exp by expf.exp_f32 (a libm exp per score and float64 sums cost ~4x the whole dot products)."""
+    exp by expf.exp_f32 (a libm exp per score and float64 sums cost ~4x the whole dot products).
+    The n slots are one or two contiguous runs of the ring (newest - n + 1 .. newest, wrapping
+    below slot 0 to the top), walked newest first."""
     cap = k_cache.shape[1]
-    hd = k_cache.shape[2]
     newest = p % cap
+    lo = newest + 1 - n  # < 0: the run wraps to slots cap + lo .. cap - 1
+    t = _scores(q, k_cache, kv, max(lo, 0), newest + 1, scale, scores, 0)
+    if lo < 0:
+        _scores(q, k_cache, kv, cap + lo, cap, scale, scores, t)
     m = np.float32(-np.inf)
     for t in range(n):
-        s = newest - t
-        if s < 0:
-            s += cap
-        acc = np.float32(0.0)
-        for j in range(hd):
-            acc += q[j] * k_cache[kv, s, j]
-        acc *= scale
-        scores[t] = acc
-        m = max(m, acc)
+        m = max(m, scores[t])
     tot = np.float32(0.0)
     for t in range(n):
         e = exp_f32(scores[t] - m)
         scores[t] = e
         tot += e
     inv = np.float32(1.0) / tot
-    for j in range(hd):
-        o[j] = 0.0
     for t in range(n):
-        s = newest - t
-        if s < 0:
-            s += cap
-        w = scores[t] * inv
-        for j in range(hd):
-            o[j] += w * v_cache[kv, s, j]
+        scores[t] *= inv
+    o[:] = 0.0
+    t = _weighted_sum(v_cache, kv, max(lo, 0), newest + 1, scores, 0, o)
+    if lo < 0:
+        _weighted_sum(v_cache, kv, cap + lo, cap, scores, t, o)
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=_FM)
