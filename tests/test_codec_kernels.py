@@ -125,3 +125,27 @@ def test_linear_rows(M, K, N):
     one = np.empty((4, N), np.float32)
     ka.linear_rows(x4, w, one, 0, N)
     assert np.array_equal(one[0], out[M - 1])
+
+
+@pytest.mark.parametrize("M,K,panels", [(1, 7, 1), (4, 33, 2), (9, 64, 3), (64, 300, 2)])
+def test_panel_gemm(M, K, panels):
+    """The few-row panel kernel against numpy; every row alike whatever rows come with it and
+    however the panels are split (streamed == one-shot)."""
+    from edgetts.kernels.gemm_rows import COLS, Panels, gemm_panels
+
+    N = panels * COLS
+    x, w = _r(M, K), _r(K, N)
+    p = Panels(w)
+    y = p.matmul(x)
+    assert y.shape == (M, N)
+    np.testing.assert_allclose(y, x.astype(np.float64) @ w.astype(np.float64), rtol=1e-5, atol=1e-4)
+    for m in range(M):  # each row alone (padded to a tile of 4 rows)
+        np.testing.assert_array_equal(p.matmul(x[m:m + 1])[0], y[m])
+    xp = np.zeros((-(-M // 4) * 4, K), np.float32)
+    xp[:M] = x
+    out = np.full((xp.shape[0], N), np.nan, np.float32)
+    for p0 in range(panels):  # one panel per call
+        gemm_panels(xp, p.wp, out, p0, p0 + 1)
+    np.testing.assert_array_equal(out[:M], y)
+    into = np.zeros((M, N), np.float32)
+    assert p.matmul(x, into) is into and np.array_equal(into, y)

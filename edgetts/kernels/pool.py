@@ -7,7 +7,8 @@ cores; futures block instead. `Rows(threads)`:
   rows(fn, x, *args, rows=...)  a row-wise kernel over row ranges of x (and of args[i] for i in rows)
   rows.par(fn, n)               fn(a, b) over a split of range(n)
   rows.gemm(a, w)               a @ w, split by rows of a when it has many, else by columns of w
-                                (small-M products are weight-bandwidth bound)
+                                (small-M products are weight-bandwidth bound); w may be a
+                                gemm_rows.Panels (the few-row panel kernel, split by panels)
   rows.lin(x, w)                x @ w.T with the numba few-row kernel, w as stored [out, in]
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from . import codec_attn as ka
 from . import conv as kc
+from .gemm_rows import Panels
 
 
 class Rows:
@@ -96,8 +98,11 @@ class Rows:
                 return r
             out[...] = r
             return out
-        w = as_f32(w)
         M, K = a.shape
+        if isinstance(w, Panels):  # a few-row product on the panel kernel (gemm_rows.py)
+            split = self.pool is not None and M * K * w.N >= self.MIN_GEMM
+            return w.matmul(a, out, self.par if split else None)
+        w = as_f32(w)
         N = w.shape[1]
         if out is None:
             out = np.empty((M, N), np.float32)
