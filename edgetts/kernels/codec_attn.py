@@ -94,7 +94,7 @@ def silu_mul(g, u):
 @njit(cache=True, nogil=True, fastmath=True)
 def linear_rows(x, w, out, n0, n1):
     """out[m, n] = sum_k x[m, k] * w[n, k] for output columns n0..n1 (w as PyTorch stores a
-    Linear: [out, in]; read once per call).
+    Linear: [out, in]; read once, straight from the file's memory map when F32).
 
     For the few-row products of the codec's low-rate stages (<= a few dozen rows), where BLAS
     spends more on packing the weights than on arithmetic. x must have a multiple of 4 rows

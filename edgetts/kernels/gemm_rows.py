@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import binding as llvm
 from llvmlite import ir
-from numba import njit, types
+from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -127,7 +127,17 @@ def pack_panels(w):
     that maps them all onto a few cache sets, so a panel did not stay cached between row tiles
     (64 rows: 1.0 GB/s)."""
     K, N = w.shape
-    return np.ascontiguousarray(w.reshape(K, N // COLS, COLS).transpose(1, 0, 2))
+    out = np.empty((N // COLS, K, COLS), np.float32)
+    _pack(np.asarray(w, np.float32), out)  # (numpy's strided copy of the transpose: ~0.5 GB/s)
+    return out
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _pack(w, out):
+    P, K, C = out.shape
+    for p in prange(P):
+        for k in range(K):
+            out[p, k, :] = w[k, p * C:(p + 1) * C]
 
 
 @njit(cache=True, nogil=True)

@@ -111,12 +111,3 @@ def weight_bytes(nbytes: int) -> np.ndarray:
     pages where the kernel gives them (_Arena)."""
     return _ARENA.take(nbytes)
 
-
-def weight_copy(a: np.ndarray) -> np.ndarray:
-    """a copied into weight_bytes (C order, same dtype and shape); a file-mapped source's pages
-    are then released (the copy is the resident one)."""
-    a = np.asarray(a)
-    out = weight_bytes(a.nbytes).view(a.dtype).reshape(a.shape)
-    out[...] = a
-    release_pages(a)
-    return out

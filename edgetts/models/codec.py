@@ -43,7 +43,7 @@ from .config import CodecConfig
 from ..kernels import codec_attn as ka
 from ..kernels import conv as kc
 from ..kernels.gemm_rows import Panels
-from ..kernels.memory import release_pages, weight_copy
+from ..kernels.memory import release_pages
 from ..kernels.rope import rope_cos_sin
 from ..kernels.pool import Rows, as_f32, default_threads
 from ..kernels import snake as ks
@@ -229,7 +229,7 @@ class CodecDecoder:
 
         # transformer
         t = "tok_dec.pre_tfm."
-        # transformer Linears stay as stored ([out, in]): few rows per call,
+        # transformer Linears stay as stored ([out, in], in place for F32): few rows per call,
         # the numba few-row kernel (Rows.lin) beats BLAS there (no weight packing)
         tr = red("transformer")
         self.in_w = _lin(get(t + "input_proj.weight", True), tr)
@@ -315,7 +315,11 @@ class CodecDecoder:
 
     def _few_rows(self, cfg):
         def few(w):
-            return Panels(w) if Panels.fits(w) else w
+            if not Panels.fits(w):
+                return w
+            p = Panels(w)
+            release_pages(w)  # a weight read in place from the file: the panels are its copy now
+            return p
         r = 1  # rows per code frame at this point of the decoder
         for u, ratio in zip(self.upsample, cfg.upsampling_ratios):
             if r <= self.FEW_ROWS_PER_FRAME:
@@ -636,10 +640,9 @@ def _packed(src, w, reduce, taps=1):
 
 
 def _lin(w, reduce):
-    """A transformer Linear [out, in]: as stored (Rows.lin; float32 copied onto huge pages, see
-    kernels/memory._Arena: 2 MB matrices read once per push), or packed from its transpose."""
+    """A transformer Linear [out, in]: as stored (Rows.lin), or packed from its transpose."""
     if reduce is None:
-        return weight_copy(w) if w.dtype == np.float32 else w
+        return w
     p = _packed(w, np.ascontiguousarray(as_f32(w).T), reduce)
     return p if isinstance(p, PackedGemm) else w  # not packed (too few outputs): as stored
 
