@@ -30,46 +30,47 @@ def _head_rmsnorm_rope(x, w, eps, cos_row, sin_row):
         x[i + half] = b * c + a * s
 
 
-@njit(cache=True, nogil=True, fastmath=_FM)
+# attend_head runs inside different callers (qkv_attention's per-head loop, the fused decoder's
+# per-kv-head phase) and LLVM vectorizes a reassociable sum differently after inlining into each:
+# on aarch64 the two disagreed in the last bit. So its sums have an order fixed in the source:
+# no "reassoc"; eight explicit partial sums per dot (lanes LLVM may pack into one vector without
+# changing a bit), combined pairwise.
+_FM_EXACT = {"contract", "nsz"}
+
+
+@njit(cache=True, nogil=True, fastmath=_FM_EXACT, inline="always")
+def _dot(q, kr, hd):
+    p0 = p1 = p2 = p3 = p4 = p5 = p6 = p7 = np.float32(0.0)
+    for j in range(0, hd - 7, 8):
+        p0 += q[j] * kr[j]
+        p1 += q[j + 1] * kr[j + 1]
+        p2 += q[j + 2] * kr[j + 2]
+        p3 += q[j + 3] * kr[j + 3]
+        p4 += q[j + 4] * kr[j + 4]
+        p5 += q[j + 5] * kr[j + 5]
+        p6 += q[j + 6] * kr[j + 6]
+        p7 += q[j + 7] * kr[j + 7]
+    for j in range(hd // 8 * 8, hd):
+        p0 += q[j] * kr[j]
+    return ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7))
+
+
+@njit(cache=True, nogil=True, fastmath=_FM_EXACT)
 def _scores(q, k_cache, kv, s0, s1, scale, scores, t0):
     """scores[t0 + i] = scale * q . K[kv, s1 - 1 - i] for the slots s1 - 1 down to s0 (newest
-    first); returns the next t. Four keys per pass over q (four independent sums per load of q),
-    the last (s1 - s0) % 4 one by one."""
+    first); returns the next t."""
     hd = k_cache.shape[2]
-    s = s1 - 4
     t = t0
-    while s >= s0:
-        k0 = k_cache[kv, s + 3]
-        k1 = k_cache[kv, s + 2]
-        k2 = k_cache[kv, s + 1]
-        k3 = k_cache[kv, s]
-        a0 = a1 = a2 = a3 = np.float32(0.0)
-        for j in range(hd):
-            qj = q[j]
-            a0 += qj * k0[j]
-            a1 += qj * k1[j]
-            a2 += qj * k2[j]
-            a3 += qj * k3[j]
-        scores[t] = a0 * scale
-        scores[t + 1] = a1 * scale
-        scores[t + 2] = a2 * scale
-        scores[t + 3] = a3 * scale
-        t += 4
-        s -= 4
-    for s in range(s + 3, s0 - 1, -1):
-        kr = k_cache[kv, s]
-        a = np.float32(0.0)
-        for j in range(hd):
-            a += q[j] * kr[j]
-        scores[t] = a * scale
+    for s in range(s1 - 1, s0 - 1, -1):
+        scores[t] = _dot(q, k_cache[kv, s], hd) * scale
         t += 1
     return t
 
 
-@njit(cache=True, nogil=True, fastmath=_FM)
+@njit(cache=True, nogil=True, fastmath=_FM_EXACT)
 def _weighted_sum(v_cache, kv, s0, s1, w, t0, o):
     """o += sum_i w[t0 + i] * V[kv, s1 - 1 - i] over the slots s1 - 1 down to s0, four value
-    rows per pass over o; returns the next t."""
+    rows per pass over o (element-wise: the order is the source's); returns the next t."""
     hd = v_cache.shape[2]
     s = s1 - 4
     t = t0
@@ -80,7 +81,7 @@ def _weighted_sum(v_cache, kv, s0, s1, w, t0, o):
         v3 = v_cache[kv, s]
         w0, w1, w2, w3 = w[t], w[t + 1], w[t + 2], w[t + 3]
         for j in range(hd):
-            o[j] += w0 * v0[j] + w1 * v1[j] + w2 * v2[j] + w3 * v3[j]
+            o[j] += ((w0 * v0[j] + w1 * v1[j]) + w2 * v2[j]) + w3 * v3[j]
         t += 4
         s -= 4
     for s in range(s + 3, s0 - 1, -1):
@@ -92,7 +93,7 @@ def _weighted_sum(v_cache, kv, s0, s1, w, t0, o):
     return t
 
 
-@njit(cache=True, nogil=True, fastmath=_FM)
+@njit(cache=True, nogil=True, fastmath=_FM_EXACT)
 def attend_head(q, k_cache, v_cache, kv, p, n, scale, scores, o):
     """Softmax attention of one query head q over the n newest cache slots of kv head kv
     (ring buffer, position p newest) into o. scores: scratch of at least n. float32 throughout,
