@@ -45,7 +45,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .memory import file_backed, lazy_zeros, release_pages, weight_bytes
+from .memory import file_backed, lazy_zeros, release_pages
 from .quant import (KERNEL_ISA, QK, Q4_0_BYTES, Q8_0_BYTES, bf16_to_f32, dequantize_q4_0_par,
                     dequantize_q4_0_rows, dequantize_q8_0_par, dequantize_q8_0_rows,
                     dot_u4s8_32, dot_u8s8_32, f16_to_f32, quantize_act, quantize_act_rows,
@@ -749,7 +749,7 @@ from . import matmul_arm  # noqa: E402,F401  (adds the aarch64 sets to the two t
 def pack_x8(w: np.ndarray, dtype: str) -> np.ndarray:
     """The x8-layout copy of GGML rows w (empty when there is no full group of 8 rows)."""
     bpb = _BLOCK_BYTES[dtype]
-    out = weight_bytes(w.shape[0] // ROWS * w.shape[1] * ROWS)
+    out = np.empty(w.shape[0] // ROWS * w.shape[1] * ROWS, np.uint8)
     if out.size:
         repack_x8(w, bpb, out)
     out.flags.writeable = False
@@ -957,7 +957,7 @@ class Matrix:
             return out.prepare()
         bpb = _BLOCK_BYTES[dtype]
         rb = cols // QK * bpb
-        x8 = weight_bytes(rows // ROWS * ROWS * rb)
+        x8 = np.empty(rows // ROWS * ROWS * rb, np.uint8)
         data = lazy_zeros((rows, rb), np.uint8)  # only the last rows % 8 are written
         r0 = 0
         for m in mats:

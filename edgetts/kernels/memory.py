@@ -14,18 +14,8 @@ import mmap
 import numpy as np
 
 PAGE = mmap.PAGESIZE
-HUGE_PAGE = 1 << 21     # x86-64 / aarch64 (4 KB granule) transparent huge page
 _MADV_DONTNEED = 4
-_MADV_HUGEPAGE = 14
 _libc = None
-
-
-def _madvise(addr: int, n: int, advice: int) -> bool:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-    return _libc.madvise(addr, n, advice) == 0
 
 
 def file_backed(a: np.ndarray) -> bool:
@@ -46,6 +36,7 @@ def release_pages(a: np.ndarray, outward: bool = False) -> int:
     pages a shares with its neighbours (for a reader going front to back, which is done with
     what lies before). The contents are unchanged: a later read faults them back in from the
     page cache. No-op (0) for in-memory arrays. Returns the bytes released."""
+    global _libc
     if a.size == 0 or not file_backed(a) or not a.flags.c_contiguous:
         return 0
     addr = a.__array_interface__["data"][0]
@@ -53,7 +44,12 @@ def release_pages(a: np.ndarray, outward: bool = False) -> int:
         lo, hi = addr // PAGE * PAGE, -(-(addr + a.nbytes) // PAGE) * PAGE
     else:
         lo, hi = -(-addr // PAGE) * PAGE, (addr + a.nbytes) // PAGE * PAGE
-    if hi <= lo or not _madvise(lo, hi - lo, _MADV_DONTNEED):
+    if hi <= lo:
+        return 0
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    if _libc.madvise(lo, hi - lo, _MADV_DONTNEED) != 0:
         return 0
     return hi - lo
 
@@ -66,48 +62,3 @@ def lazy_zeros(shape, dtype) -> np.ndarray:
     n = int(np.prod(shape)) * np.dtype(dtype).itemsize
     buf = mmap.mmap(-1, max(n, 1), flags=mmap.MAP_PRIVATE)
     return np.frombuffer(buf, np.uint8, n).view(dtype).reshape(shape)
-
-
-class _Arena:
-    """Weight buffers packed into 2 MB-aligned anonymous chunks advised MADV_HUGEPAGE.
-
-    The int8 kernels stream every weight once per decode step; with 4 KB pages each 4 KB costs a
-    TLB miss (a two-level page walk under a hypervisor). The per-matrix x8 copies are 0.5-3.5 MB,
-    under the size from which numpy itself asks for huge pages, so they are carved out of shared
-    chunks instead. Talker matvec pass (28 layers Q4_0, 248 MB, 2 threads): 13.6-13.7 -> 12.6-12.8
-    ms. A chunk lives while any buffer carved from it does (each buffer is a view of it); a
-    chunk's untouched tail is never resident."""
-
-    CHUNK = 64 << 20
-
-    def __init__(self):
-        import threading
-
-        self.lock = threading.Lock()
-        self.chunk = None
-        self.used = 0
-
-    def take(self, nbytes: int) -> np.ndarray:
-        n = -(-max(int(nbytes), 1) // 64) * 64
-        with self.lock:
-            if self.chunk is None or self.used + n > self.chunk.size:
-                size = max(self.CHUNK, -(-n // HUGE_PAGE) * HUGE_PAGE)
-                buf = mmap.mmap(-1, size + HUGE_PAGE, flags=mmap.MAP_PRIVATE)
-                a = np.frombuffer(buf, np.uint8)
-                addr = a.__array_interface__["data"][0]
-                a = a[(-addr) % HUGE_PAGE:][:size]
-                _madvise(a.__array_interface__["data"][0], size, _MADV_HUGEPAGE)  # best effort
-                self.chunk, self.used = a, 0
-            out = self.chunk[self.used:self.used + int(nbytes)]
-            self.used += n
-        return out
-
-
-_ARENA = _Arena()
-
-
-def weight_bytes(nbytes: int) -> np.ndarray:
-    """An uninitialized uint8[nbytes] for weights that live as long as their model, on huge
-    pages where the kernel gives them (_Arena)."""
-    return _ARENA.take(nbytes)
-
