@@ -67,10 +67,21 @@ binfmt_ok() {
   grep -q '^enabled' /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null
 }
 
+# numba's cache checks a compiled function against its own source file only, and the fused
+# decoder inlines kernels from other modules (attention.py, activations_lm.py): a cache kept
+# from an earlier checkout handed back a decoder with the old attention (CI failed on a bit
+# that a fresh compile gets right). One cache per content of edgetts/, the others removed.
+numba_cache() {
+  local key
+  key="$(cd "$SRC" && find edgetts -name '*.py' -print0 | sort -z | xargs -0 cat | sha1sum | cut -c1-12)"
+  find "$ROOT/var/cache" -maxdepth 1 -name "numba-$CPU*" ! -name "numba-$CPU-$key" -exec rm -rf {} + 2>/dev/null || true
+  echo "/var/cache/numba-$CPU-$key"
+}
+
 # run ARGS inside the root: chroot in a private mount namespace (mounts vanish with it), or proot
 in_root() {
   local envs=(env -i PATH="$VENV/bin:/usr/local/bin:/usr/bin:/bin" HOME=/root LANG=C.UTF-8
-              EDGETTS_EMULATED=qemu-user QEMU_CPU="$CPU" NUMBA_CPU_NAME="$CPU" NUMBA_CACHE_DIR="/var/cache/numba-$CPU"
+              EDGETTS_EMULATED=qemu-user QEMU_CPU="$CPU" NUMBA_CPU_NAME="$CPU" NUMBA_CACHE_DIR="$(numba_cache)"
               PYTHONPYCACHEPREFIX="/var/cache/pycache" PYTHONPATH=/src
               ${EDGETTS_KERNEL_ISA:+EDGETTS_KERNEL_ISA=$EDGETTS_KERNEL_ISA}
               ${NUMBA_NUM_THREADS:+NUMBA_NUM_THREADS=$NUMBA_NUM_THREADS})
