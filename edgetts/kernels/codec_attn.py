@@ -102,8 +102,9 @@ def linear_rows(x, w, out, n0, n1):
     depend on how many rows came with it (streamed == one-shot). Blocks of 4 rows x 4 columns:
     16 accumulators, each loaded x and w vector feeds 4 multiply-adds (a 4 x 1 block loads 5
     vectors per 4: load-bound at ~half the rate; [4, 1024] @ [512, 1024]^T 0.083 -> 0.053 ms
-    from cache, 0.24 -> 0.17 ms from DRAM). Blocks are aligned to w's columns (multiples of 4; the last N % 4 columns take
-    4 x 1), whatever n0 and n1: a column rounds alike however a caller splits the columns."""
+    from cache, 0.24 -> 0.17 ms from DRAM). Blocks are aligned to w's columns (multiples of
+    4; the last N % 4 columns take 4 x 1), whatever n0 and n1: a column rounds alike however a
+    caller splits the columns."""
     M, K = x.shape
     n_blocked = w.shape[0] // 4 * 4  # columns below this go in aligned 4-column blocks
     blk = np.empty((4, 4), np.float32)

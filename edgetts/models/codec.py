@@ -309,8 +309,9 @@ class CodecDecoder:
 
     # Products whose input has at most this many rows per code frame (the upsampler, decoder.0,
     # the first block's transposed conv: <= 64 rows per 16-frame step) run on the panel kernel
-    # (kernels/gemm_rows.py), which reads each weight once in place: 2-2.7x sgemm's speed at
-    # 4 rows, 1.2-1.7x at 16, equal at 64. Every row rounds alike whatever the push size.
+    # (kernels/gemm_rows.py), which reads each weight once from panels packed here: 2-2.7x
+    # sgemm's speed at 4 rows, 1.2-1.7x at 16, equal at 64. Every row rounds alike whatever the
+    # push size.
     FEW_ROWS_PER_FRAME = 4
 
     def _few_rows(self, cfg):
