@@ -1,13 +1,13 @@
 """Codec decoder speed: seconds of compute per second of audio, full-size random weights.
 
     python bench/codec.py [--threads 2] [--frames 125] [--stream-frames 25] [--chunks 1,2,4,8]
-                          [--dtype F32|F16] [--keep-f16] [--precision auto|f32|int8|bf16]
-                          [--compare f32,int8,bf16] [--snr-groups] [--model PATH]
+                          [--dtype F32|F16] [--keep-f16] [--precision auto|f32|int8|bf16|bf16x3]
+                          [--compare f32,auto,bf16x3] [--snr-groups] [--model PATH]
 
 --compare: the codec at each precision (models/codec_precision.py) timed in interleaved rounds
 (one-shot, fed 4 frames, fed 1 frame; medians), their weight bytes, and the waveform SNR of
 each against f32 on this codec and on the tiny fixtures; --snr-groups adds the SNR with each
-layer group alone on int8, and how much this codec amplifies a 60 dB white-noise error injected
+layer group alone on each compared kernel, and how much this codec amplifies a 60 dB white-noise error injected
 after one stage (what bounds any reduced precision). --model PATH: that checkpoint's codec
 instead of the in-process random one (e.g. bench/make_random_model.py's output).
 
@@ -23,19 +23,25 @@ The official PyTorch decoder figures are constants from
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from _common import json_out, run_info
+# The codec runs beside numba's OpenMP pool (the panel packing at load is a parallel region) with
+# its own Python threads and OpenBLAS's: under _common's "active" default an OpenMP worker spins
+# for good after that region and takes one of two cores from them (one-shot f32 0.59 against
+# 0.33 s per audio second here). Measure what the product runs: edgetts' PASSIVE default.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from _common import json_out, run_info  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_codec_random import checkpoint_from_tensors, random_codec_tensors  # noqa: E402
 
 from edgetts.models.codec import Codec, CodecStream  # noqa: E402
-from edgetts.models.codec_precision import AUTO  # noqa: E402
+from edgetts.models.codec_precision import AUTO_F32, AUTO_KIND, _AVAILABLE  # noqa: E402
 
 OFFICIAL = {"fp32_s_per_audio_s": 0.7842, "bf16_s_per_audio_s": 0.3474,
             "source": "shared/reference/results/bench_{fp32,bf16}.json decoder_s_per_audio_s "
@@ -183,9 +189,11 @@ def compare_precisions(ck, precisions, codes, frames, stream_frames, threads, ro
             r[w] = {"s_per_audio_s": round(wall / (n * frame_s), 4), "cpu_s_per_audio_s": round(cpu / (n * frame_s), 4)}
         out[p] = r
     if groups:
-        out["int8_one_group_snr_db"] = {
-            g: snr_db(ref, Codec.load(ck, threads=threads, precision={g: "int8"}).decode(codes[:frames]))
-            for g in _groups(codecs[precisions[0]].decoder)}
+        for k in precisions:
+            if k not in ("f32", "auto"):
+                out[f"{k}_one_group_snr_db"] = {
+                    g: snr_db(ref, Codec.load(ck, threads=threads, precision={g: k}).decode(codes[:frames]))
+                    for g in _groups(codecs[precisions[0]].decoder)}
         out["noise_60db_after_stage_snr_db"] = noise_amplification(codecs.get("f32") or Codec.load(
             ck, threads=threads, precision="f32"), codes[:frames], ref)
     return out
@@ -262,7 +270,8 @@ def main():
     codec = Codec.load(ck, threads=args.threads, keep_f16=args.keep_f16, precision=args.precision)
     res["keep_f16"] = args.keep_f16
     res["precision"] = args.precision
-    res["auto_plan"] = AUTO
+    res["auto_plan"] = {"kind": AUTO_KIND, "float32_groups": list(AUTO_F32),
+                        "kind_on_this_cpu": bool(_AVAILABLE.get(AUTO_KIND))}
     res["load_s"] = round(time.perf_counter() - t, 2)
     spf, sr = codec.samples_per_frame, codec.sample_rate
     frame_s = spf / sr

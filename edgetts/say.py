@@ -59,8 +59,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--repetition-penalty", type=float)
     p.add_argument("--threads", type=int, help="worker threads for the kernels")
     p.add_argument("--codec-precision", default="auto", choices=PRECISIONS,
-                   help="codec products: auto (reduced precision where measured safe), f32 (exact), "
-                        "int8 / bf16 (everywhere: faster, less exact)")
+                   help="codec products: auto (AMX bf16x3 where the CPU has it and measured safe), "
+                        "f32 (exact), bf16x3 / int8 / bf16 (everywhere; int8 and bf16 less exact)")
     p.add_argument("--sentence-silence", type=float, default=JOIN_SILENCE, metavar="SECONDS",
                    help=f"silence between sentence chunks and input lines (default: {JOIN_SILENCE})")
     p.add_argument("--no-normalize", action="store_true",

@@ -62,7 +62,8 @@ class Result:
 def load(path, threads: int | None = None, codec_precision: str = "auto") -> "TTS":
     """Load a model: HF directory, GGUF file(s), or a hub id (downloaded through edgetts.hub).
     codec_precision: "f32" (exact float32 codec products), "auto" (reduced precision where it is
-    measured safe, models/codec_precision.py), "int8" / "bf16" (everywhere; faster, less exact)."""
+    measured safe: AMX bf16x3 where the CPU has it, models/codec_precision.py), "bf16x3" / "int8" /
+    "bf16" (everywhere; int8 and bf16 faster still, less exact)."""
     p = Path(str(path)).expanduser()
     if not p.exists():
         from . import hub  # lazy: only for hub ids

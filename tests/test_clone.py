@@ -56,7 +56,9 @@ def gguf_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def models(gguf_dir):
-    return {"safetensors": edgetts.load(CLONE), "gguf": edgetts.load(gguf_dir)}
+    # golden parity: the exact float32 codec (auto may run bf16x3, ~1e-3 off in the waveform)
+    return {"safetensors": edgetts.load(CLONE, codec_precision="f32"),
+            "gguf": edgetts.load(gguf_dir, codec_precision="f32")}
 
 
 @pytest.fixture(params=["safetensors", "gguf"])

@@ -5,34 +5,39 @@ decoder.0, block{b}.tconv, block{b}.conv1, block{b}.conv2, final.
 
 precision:
   "f32"   every product in float32 through BLAS / the numba few-row kernel (exact path; parity tests)
-  "auto"  AUTO below where this CPU has the kernel, float32 elsewhere
-  "int8" / "bf16"  that kernel for every group it applies to (measurements)
-  a dict {group: "f32" | "int8" | "bf16"}  (bench/codec.py's per-group error table; unnamed
-          groups stay float32)
+  "auto"  AUTO_KIND below for every group but AUTO_F32 where this CPU has that kernel (AMX-BF16),
+          float32 everywhere otherwise
+  "int8" / "bf16" / "bf16x3"  that kernel for every group it applies to
+  a dict {group: "f32" | "int8" | "bf16" | "bf16x3"}  (bench/codec.py's per-group error table;
+          unnamed groups stay float32)
 
-AUTO was chosen by measurement (bench/codec.py --precision-table, docs/kernels.md §6): the
-end-to-end waveform SNR against float32 with each group alone on int8, and the speed of each
-kernel against OpenBLAS sgemm on the group's shapes; a group is on int8 where it is faster and
-the whole set keeps the waveform SNR >= 35 dB on the full-size random codec and on the fixtures.
-bf16 (vdpbf16ps) is exact enough everywhere but measured slower than sgemm on this CPU
-(~80 against 100-140 GFLOP/s per thread), so auto never picks it.
+AUTO was chosen by measurement (bench/codec.py --compare f32,<kind> --snr-groups, docs/kernels.md
+§6): the end-to-end waveform SNR against float32 with each group alone on the kernel and with
+all of them, and the time per push of each stage against the float32 kernels; a group runs on a
+kernel where that is faster and the whole set keeps the waveform SNR >= 35 dB on the full-size
+random codecs and on the fixtures. int8 (~40 dB per product) and bf16 (~52 dB) fail that rule on
+every group of the random codecs, which amplify an error ~40 dB; bf16x3 (AMX, ~100 dB per
+product) passes it.
 Products with fewer than 16 output columns (the final 1-channel conv) always stay float32.
 """
 from __future__ import annotations
 
 from ..errors import EdgeTTSError
-from ..kernels import lowp
+from ..kernels import amx, lowp
 
-PRECISIONS = ("auto", "f32", "int8", "bf16")
+PRECISIONS = ("auto", "f32", "int8", "bf16", "bf16x3")
 
-# Measured (load 2.6-5.9, bench/codec.py --precision-table): every group alone on int8 drops the
-# waveform SNR of the full-size random codec to 10.7-26 dB and of the tiny fixtures below 35 dB
-# (bf16 too: 13 / 21 dB with all groups, 27-44 dB per group alone), so by the 35 dB rule no group
-# qualifies yet and auto is float32 everywhere. Fill this {group: kind} table from that bench
-# when a checkpoint family passes (see docs/kernels.md §6).
-AUTO: dict = {}
+# auto: AUTO_KIND for every group except AUTO_F32, where this CPU has the kernel; float32 elsewhere.
+# Measured (bench/codec.py, 2 threads, full-size random codecs, this AMX Xeon): bf16x3 on every
+# group keeps 41.3-41.6 dB (make_random_model's codec), 51.9 (bench/codec.py's), 71-72 (fixtures);
+# per group alone 47-52 dB for the stages before block1, 58-77 after. The transformer is the most
+# error-sensitive group and gains nothing (1-4 rows per push: weight reads and thread hand-offs,
+# 4.8 against 3.9 ms per frame fed 4 frames), so it stays float32.
+AUTO_KIND = "bf16x3"
+AUTO_F32 = ("transformer",)
 
-_AVAILABLE = {"int8": lowp.HAS_INT8, "bf16": lowp.HAS_BF16}
+_AVAILABLE = {"int8": lowp.HAS_INT8, "bf16": lowp.HAS_BF16, "bf16x3": amx.HAS_AMX_BF16}
+_NEEDS = {"int8": "AVX512-VNNI", "bf16": "AVX512_BF16", "bf16x3": "AMX-BF16"}
 
 
 def plan_precision(precision, cfg=None):
@@ -42,18 +47,23 @@ def plan_precision(precision, cfg=None):
     elif precision in ("f32", None):
         plan = {}
     elif precision == "auto":
-        plan = {g: k for g, k in AUTO.items() if _AVAILABLE.get(k)}
-    elif precision in ("int8", "bf16"):
+        plan = None if _AVAILABLE.get(AUTO_KIND) else {}
+    elif precision in ("int8", "bf16", "bf16x3"):
         plan = None
     else:
         raise EdgeTTSError(f"codec precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    for k in ([precision] if plan is None else plan.values()):
+    for k in ([AUTO_KIND if precision == "auto" else precision] if plan is None else plan.values()):
         if k != "f32" and not _AVAILABLE.get(k, False):
             raise EdgeTTSError(f"codec precision {k!r}: this CPU has no kernel for it "
-                               f"({'AVX512-VNNI' if k == 'int8' else 'AVX512_BF16'} needed; use auto or f32)")
+                               f"({_NEEDS.get(k, k)} needed; use auto or f32)")
 
     def red(group: str):
-        kind = precision if plan is None else plan.get(group, "f32")
+        if plan is not None:
+            kind = plan.get(group, "f32")
+        elif precision == "auto":
+            kind = "f32" if group in AUTO_F32 else AUTO_KIND
+        else:
+            kind = precision
         if kind == "f32":
             return None
 
@@ -61,6 +71,8 @@ def plan_precision(precision, cfg=None):
             """w float32 [taps*Cin, N] (tap-major for a conv) -> the packed weight."""
             if w.shape[1] < lowp.LANES:
                 return w  # 1-channel output: nothing to gain
+            if kind == "bf16x3":
+                return lowp.PackedBF16x3(w, taps)
             return lowp.PackedGemm(w, kind, taps)
         return pack
     return red

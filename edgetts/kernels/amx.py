@@ -1,0 +1,278 @@
+"""Intel AMX-BF16 tiles for the codec's float32 products, as three bfloat16 products ("bf16x3").
+
+Every float32 value v splits exactly into a bfloat16 pair: hi = bf16(v), lo = bf16(v - hi)
+(nearest even both times; v - hi is exact in float32), so hi + lo carries 16 significant bits and
+|v - hi - lo| <= 2^-17 |v|. A product is then
+
+    x @ W  ~=  xh @ Wh  +  xh @ Wl  +  xl @ Wh          (xl @ Wl, ~2^-16 relative, dropped)
+
+with every bfloat16 x bfloat16 product exact and summed in float32 by TDPBF16PS: about 100 dB
+per product against the float32 one, where a single bfloat16 product gives ~52 dB and int8 ~40
+(docs/kernels.md §6). Three TDPBF16PS (16 x 16 x 32 multiply-adds each, 512 per cycle per
+core) still out-run AVX-512 float32 FMAs (32 per cycle) several times over.
+
+Tiles (palette 1, all 16 rows x 64 bytes): 0..3 the 2 x 2 float32 accumulators of a 32-row x
+32-column output block, 4 and 5 the activation tiles of its two 16-row halves (32 bfloat16 of K
+per row), 6 and 7 the weight tiles of its two 16-column halves (16 K-pairs x 16 columns x 2).
+The accumulators stay in the tile registers over the whole K of every tap, so a causal conv needs
+no im2col: tap j loads the activation rows shifted by j*d.
+
+Layouts (KC = K chunks of 32 per tap, K zero padded):
+  activations  AH, AL  uint16[rows, KC*32]      one row per input row (bfloat16 bits)
+  weights      WH, WL  uint16[NT, taps, KC, 16, 32]   NT column tiles of 16 (N padded to 32):
+               [t, j, c, p, 2n + i] = W[tap j, k = 32c + 2p + i, column 16t + n]
+  output       float32[rows padded to 32, NT*16]
+
+Linux hands AMX tile state to a process only on request (arch_prctl ARCH_REQ_XCOMP_PERM,
+XFEATURE_XTILEDATA); HAS_AMX_BF16 asks once, and an AMX instruction without it would kill the
+process, so the kernels are compiled only where it was granted. EDGETTS_AMX=0 turns them off.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+TM = 16   # rows of a tile
+TK = 32   # bfloat16 values of K per tile row
+TN = 16   # float32 columns of an accumulator tile
+BM, BN = 2 * TM, 2 * TN  # output block: 2 x 2 accumulator tiles
+
+_I8, _I64 = ir.IntType(8), ir.IntType(64)
+_VOID = ir.VoidType()
+_P8 = _I8.as_pointer()
+
+
+def _granted() -> bool:
+    """The host has AMX-BF16 (numba compiles for it) and Linux grants this process the tiles."""
+    if os.environ.get("EDGETTS_AMX", "1").strip() == "0":
+        return False
+    import ctypes
+    import platform
+
+    import numba
+    from llvmlite import binding as llvm
+
+    if platform.system() != "Linux" or platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    if numba.config.CPU_NAME not in (None, "host"):
+        return False  # a portable build: no host-only instructions
+    try:
+        f = llvm.get_host_cpu_features()
+        if not (f.get("amx-bf16", False) and f.get("amx-tile", False)):
+            return False
+        sys_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata = 158, 0x1023, 18
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.syscall(sys_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) == 0
+    except Exception:
+        return False
+
+
+HAS_AMX_BF16 = _granted()
+
+TILE_CFG = np.zeros(64, np.uint8)  # ldtilecfg's 64-byte operand
+TILE_CFG[0] = 1  # palette 1
+for _t in range(8):
+    TILE_CFG[16 + 2 * _t] = 64  # bytes per row (u16 little-endian)
+    TILE_CFG[48 + _t] = TM      # rows
+
+
+def _fn(builder, name, ret, args):
+    from numba.core import cgutils
+
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(ret, args), name)
+
+
+def _ptr(context, builder, aryty, ary, off):
+    """i8* to byte `off` of a C-contiguous array's data."""
+    data = context.make_array(aryty)(context, builder, value=ary).data
+    return builder.gep(builder.bitcast(data, _P8), [off])
+
+
+def _lit(t):
+    return t.literal_value if isinstance(t, types.IntegerLiteral) else None
+
+
+@intrinsic
+def tile_config(typingctx, cfg):
+    """ldtilecfg(cfg): cfg uint8[64] (TILE_CFG)."""
+    def codegen(context, builder, sig, args):
+        f = _fn(builder, "llvm.x86.ldtilecfg", _VOID, [_P8])
+        builder.call(f, [_ptr(context, builder, sig.args[0], args[0], ir.Constant(_I64, 0))])
+        return context.get_dummy_value()
+    return types.none(cfg), codegen
+
+
+@intrinsic
+def tile_release(typingctx):
+    def codegen(context, builder, sig, args):
+        builder.call(_fn(builder, "llvm.x86.tilerelease", _VOID, []), [])
+        return context.get_dummy_value()
+    return types.none(), codegen
+
+
+@intrinsic
+def tile_zero(typingctx, t):
+    if _lit(t) is None:
+        return None
+
+    def codegen(context, builder, sig, args):
+        f = _fn(builder, "llvm.x86.tilezero", _VOID, [_I8])
+        builder.call(f, [ir.Constant(_I8, _lit(sig.args[0]))])
+        return context.get_dummy_value()
+    return types.none(t), codegen
+
+
+@intrinsic
+def tile_load(typingctx, t, ary, off, stride):
+    """Tile t <- 16 rows of 64 bytes from ary's data + off bytes, rows stride bytes apart."""
+    if _lit(t) is None:
+        return None
+
+    def codegen(context, builder, sig, args):
+        f = _fn(builder, "llvm.x86.tileloadd64", _VOID, [_I8, _P8, _I64])
+        off = context.cast(builder, args[2], sig.args[2], types.int64)
+        stride = context.cast(builder, args[3], sig.args[3], types.int64)
+        builder.call(f, [ir.Constant(_I8, _lit(sig.args[0])), _ptr(context, builder, sig.args[1], args[1], off),
+                         stride])
+        return context.get_dummy_value()
+    return types.none(t, ary, off, stride), codegen
+
+
+@intrinsic
+def tile_store(typingctx, t, ary, off, stride):
+    if _lit(t) is None:
+        return None
+
+    def codegen(context, builder, sig, args):
+        f = _fn(builder, "llvm.x86.tilestored64", _VOID, [_I8, _P8, _I64])
+        off = context.cast(builder, args[2], sig.args[2], types.int64)
+        stride = context.cast(builder, args[3], sig.args[3], types.int64)
+        builder.call(f, [ir.Constant(_I8, _lit(sig.args[0])), _ptr(context, builder, sig.args[1], args[1], off),
+                         stride])
+        return context.get_dummy_value()
+    return types.none(t, ary, off, stride), codegen
+
+
+@intrinsic
+def tile_dot(typingctx, c, a, b):
+    """Tile c (16 x 16 f32) += tile a (16 x 32 bf16) @ tile b (16 K-pairs x 16 x 2 bf16)."""
+    if _lit(c) is None or _lit(a) is None or _lit(b) is None:
+        return None
+
+    def codegen(context, builder, sig, args):
+        f = _fn(builder, "llvm.x86.tdpbf16ps", _VOID, [_I8, _I8, _I8])
+        builder.call(f, [ir.Constant(_I8, _lit(s)) for s in sig.args])
+        return context.get_dummy_value()
+    return types.none(c, a, b), codegen
+
+
+if HAS_AMX_BF16:
+    @njit(cache=True, nogil=True)
+    def gemm_bf16x3(AH, AL, WH, WL, out, cfg, m0, m1, b0, b1, d):
+        """out[m, 32b .. 32b+32] for output rows m0..m1 (multiples of 32) and column blocks
+        b0..b1 (pairs of column tiles) = sum over taps j of rows m + j*d of A (hi/lo pairs) @
+        tap j of W, as xh Wh + xh Wl + xl Wh (module docstring). Overwrites out's block."""
+        taps, kc = WH.shape[1], WH.shape[2]
+        sa = AH.shape[1] * 2          # activation row stride, bytes
+        so = out.shape[1] * 4         # output row stride, bytes
+        wt = taps * kc * 1024         # bytes per column tile of W
+        tile_config(cfg)
+        for b in range(b0, b1):
+            w0 = 2 * b * wt
+            w1 = w0 + wt
+            for m in range(m0, m1, BM):
+                tile_zero(0)
+                tile_zero(1)
+                tile_zero(2)
+                tile_zero(3)
+                for j in range(taps):
+                    a0 = (m + j * d) * sa
+                    a1 = a0 + TM * sa
+                    for c in range(kc):
+                        ka = c * 64
+                        kw = (j * kc + c) * 1024
+                        tile_load(4, AH, a0 + ka, sa)
+                        tile_load(5, AH, a1 + ka, sa)
+                        tile_load(6, WH, w0 + kw, 64)
+                        tile_load(7, WH, w1 + kw, 64)
+                        tile_dot(0, 4, 6)
+                        tile_dot(1, 4, 7)
+                        tile_dot(2, 5, 6)
+                        tile_dot(3, 5, 7)
+                        tile_load(6, WL, w0 + kw, 64)
+                        tile_load(7, WL, w1 + kw, 64)
+                        tile_dot(0, 4, 6)
+                        tile_dot(1, 4, 7)
+                        tile_dot(2, 5, 6)
+                        tile_dot(3, 5, 7)
+                        tile_load(4, AL, a0 + ka, sa)
+                        tile_load(5, AL, a1 + ka, sa)
+                        tile_load(6, WH, w0 + kw, 64)
+                        tile_load(7, WH, w1 + kw, 64)
+                        tile_dot(0, 4, 6)
+                        tile_dot(1, 4, 7)
+                        tile_dot(2, 5, 6)
+                        tile_dot(3, 5, 7)
+                o = m * so + b * BN * 4
+                tile_store(0, out, o, so)
+                tile_store(1, out, o + TN * 4, so)
+                tile_store(2, out, o + TM * so, so)
+                tile_store(3, out, o + TM * so + TN * 4, so)
+        tile_release()
+
+
+@njit(cache=True, nogil=True)
+def split_rows(x, AH, AL):
+    """x f32[M, K] -> AH, AL uint16[R, KP]: the bfloat16 bits of hi = bf16(x) and lo = bf16(x -
+    hi), nearest even both (x - hi is exact); rows past M and columns past K zero."""
+    M, K = x.shape
+    hb = np.empty(K, np.uint32)   # hi as float32 bits
+    lo = np.empty(K, np.float32)  # x - hi
+    hf = hb.view(np.float32)
+    lb = lo.view(np.uint32)
+    AH[M:, :] = 0
+    AL[M:, :] = 0
+    AH[:M, K:] = 0
+    AL[:M, K:] = 0
+    for m in range(M):
+        xb = x[m].view(np.uint32)
+        for i in range(K):
+            b = xb[i]
+            hb[i] = ((b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)) << np.uint32(16)
+        for i in range(K):
+            lo[i] = x[m, i] - hf[i]
+        for i in range(K):
+            AH[m, i] = np.uint16(hb[i] >> np.uint32(16))
+            b = lb[i]
+            AL[m, i] = np.uint16((b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
+
+
+def split_bf16(w: np.ndarray):
+    """float32 array -> (hi, lo) uint16 bfloat16 bits, as split_rows (load time, numpy)."""
+    w = np.ascontiguousarray(w, np.float32)
+    b = w.view(np.uint32)
+    h = ((b + np.uint32(0x7FFF) + ((b >> 16) & 1)) >> 16).astype(np.uint32)
+    r = (w - (h << 16).view(np.float32)).view(np.uint32)
+    lo = (r + np.uint32(0x7FFF) + ((r >> 16) & 1)) >> 16
+    return h.astype(np.uint16), lo.astype(np.uint16)
+
+
+def pack_weight(w: np.ndarray, taps: int = 1):
+    """W f32[taps*cin, N] (tap-major) -> (WH, WL) uint16[NT, taps, KC, 16, 32] (module docstring)."""
+    K, N = w.shape
+    cin = K // taps
+    kc = -(-cin // TK)
+    nt = -(-N // BN) * 2
+    hi, lo = split_bf16(np.asarray(w, np.float32).reshape(taps, cin, N))
+    out = []
+    for v in (hi, lo):
+        p = np.zeros((taps, kc * TK, nt * TN), np.uint16)
+        p[:, :cin, :N] = v
+        # [taps, kc, 16 pairs, 2, nt, 16 cols] -> [nt, taps, kc, 16 pairs, 16 cols, 2]
+        p = p.reshape(taps, kc, TK // 2, 2, nt, TN).transpose(4, 0, 1, 2, 5, 3)
+        out.append(np.ascontiguousarray(p).reshape(nt, taps, kc, TK // 2, 2 * TN))
+    return out[0], out[1]
