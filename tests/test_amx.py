@@ -18,6 +18,26 @@ def twin_split(x):
     return hi.astype(np.float64), lo.astype(np.float64)
 
 
+def twin_bits(x):
+    """(hi, lo) bfloat16 bits of the split."""
+    hi, lo = twin_split(x)
+    return [(v.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16) for v in (hi, lo)]
+
+
+def twin_pack(w, taps):
+    """The packed layout [NT, taps, KC, 16, 32] as numpy builds it."""
+    K, N = w.shape
+    cin = K // taps
+    kc, nt = -(-cin // 32), -(-N // 32) * 2
+    out = []
+    for v in twin_bits(w.reshape(taps, cin, N)):
+        p = np.zeros((taps, kc * 32, nt * 16), np.uint16)
+        p[:, :cin, :N] = v
+        p = p.reshape(taps, kc, 16, 2, nt, 16).transpose(4, 0, 1, 2, 5, 3)
+        out.append(np.ascontiguousarray(p).reshape(nt, taps, kc, 16, 32))
+    return out
+
+
 def twin_conv(xp, w, taps, d):
     """The product the kernel defines: per tap xh Wh + xh Wl + xl Wh, exact products (float64)."""
     cin = w.shape[0] // taps
@@ -38,15 +58,24 @@ def test_split_rows_matches_the_numpy_split():
     AH = np.full((7, 64), 7, np.uint16)
     AL = AH.copy()
     amx.split_rows(x, AH, AL)
-    h, lo = amx.split_bf16(x)
+    h, lo = twin_bits(x)
     np.testing.assert_array_equal(AH[:5, :37], h)
     np.testing.assert_array_equal(AL[:5, :37], lo)
     assert not AH[5:].any() and not AH[:, 37:].any() and not AL[5:].any() and not AL[:, 37:].any()
     hv, lv = twin_split(x)
-    np.testing.assert_array_equal((h.astype(np.uint32) << 16).view(np.float32), hv.astype(np.float32))
-    np.testing.assert_array_equal((lo.astype(np.uint32) << 16).view(np.float32), lv.astype(np.float32))
     # hi + lo carries 16 significant bits: |x - hi - lo| <= 2^-17 |x|
     assert np.all(np.abs(x - hv - lv) <= 2.0 ** -17 * np.abs(x))
+
+
+@pytest.mark.parametrize("K,N,taps", [(16, 16, 1), (37 * 3, 50, 3), (64, 96, 1), (7 * 33, 129, 7)])
+def test_pack_weight_matches_twin(K, N, taps):
+    w = np.random.default_rng(K).standard_normal((K, N)).astype(np.float32)
+    wh, wl = amx.pack_weight(w, taps)
+    th, tl = twin_pack(w, taps)
+    np.testing.assert_array_equal(wh, th)
+    np.testing.assert_array_equal(wl, tl)
+    wh16, _ = amx.pack_weight(w.astype(np.float16), taps)  # F16 storage: the same values
+    np.testing.assert_array_equal(wh16, twin_pack(w.astype(np.float16).astype(np.float32), taps)[0])
 
 
 @needs_amx

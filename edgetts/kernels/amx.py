@@ -33,7 +33,7 @@ import os
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import njit, prange, types
 from numba.extending import intrinsic
 
 TM = 16   # rows of a tile
@@ -251,28 +251,47 @@ def split_rows(x, AH, AL):
             AL[m, i] = np.uint16((b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
 
 
-def split_bf16(w: np.ndarray):
-    """float32 array -> (hi, lo) uint16 bfloat16 bits, as split_rows (load time, numpy)."""
-    w = np.ascontiguousarray(w, np.float32)
-    b = w.view(np.uint32)
-    h = ((b + np.uint32(0x7FFF) + ((b >> 16) & 1)) >> 16).astype(np.uint32)
-    r = (w - (h << 16).view(np.float32)).view(np.uint32)
-    lo = (r + np.uint32(0x7FFF) + ((r >> 16) & 1)) >> 16
-    return h.astype(np.uint16), lo.astype(np.uint16)
+@njit(cache=True, nogil=True)
+def _bf16_rne(b):
+    """float32 bits -> bfloat16 bits, nearest even."""
+    return (b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _pack(w, taps, WH, WL):
+    """w float32[taps*cin, N] -> WH, WL (module docstring), one column tile per
+    thread step; padding zero."""
+    nt, _, kc, npair, nw = WH.shape
+    cin, N = w.shape[0] // taps, w.shape[1]
+    for t in prange(nt):
+        v = np.zeros(1, np.float32)
+        vb = v.view(np.uint32)
+        r = np.zeros(1, np.float32)
+        rb = r.view(np.uint32)
+        for j in range(taps):
+            for c in range(kc):
+                for p in range(npair):
+                    for i in range(2):
+                        k = c * TK + 2 * p + i
+                        for n in range(TN):
+                            col = t * TN + n
+                            if k < cin and col < N:
+                                v[0] = w[j * cin + k, col]
+                                h = _bf16_rne(vb[0])
+                                vb[0] = h << np.uint32(16)
+                                r[0] = w[j * cin + k, col] - v[0]
+                                WH[t, j, c, p, 2 * n + i] = np.uint16(h)
+                                WL[t, j, c, p, 2 * n + i] = np.uint16(_bf16_rne(rb[0]))
+                            else:
+                                WH[t, j, c, p, 2 * n + i] = 0
+                                WL[t, j, c, p, 2 * n + i] = 0
 
 
 def pack_weight(w: np.ndarray, taps: int = 1):
-    """W f32[taps*cin, N] (tap-major) -> (WH, WL) uint16[NT, taps, KC, 16, 32] (module docstring)."""
+    """W [taps*cin, N] (tap-major) -> (WH, WL) uint16[NT, taps, KC, 16, 32] (module docstring)."""
     K, N = w.shape
     cin = K // taps
-    kc = -(-cin // TK)
-    nt = -(-N // BN) * 2
-    hi, lo = split_bf16(np.asarray(w, np.float32).reshape(taps, cin, N))
-    out = []
-    for v in (hi, lo):
-        p = np.zeros((taps, kc * TK, nt * TN), np.uint16)
-        p[:, :cin, :N] = v
-        # [taps, kc, 16 pairs, 2, nt, 16 cols] -> [nt, taps, kc, 16 pairs, 16 cols, 2]
-        p = p.reshape(taps, kc, TK // 2, 2, nt, TN).transpose(4, 0, 1, 2, 5, 3)
-        out.append(np.ascontiguousarray(p).reshape(nt, taps, kc, TK // 2, 2 * TN))
-    return out[0], out[1]
+    shape = (-(-N // BN) * 2, taps, -(-cin // TK), TK // 2, 2 * TN)
+    WH, WL = np.empty(shape, np.uint16), np.empty(shape, np.uint16)
+    _pack(w if w.dtype == np.float32 else w.astype(np.float32), taps, WH, WL)
+    return WH, WL
