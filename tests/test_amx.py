@@ -155,6 +155,6 @@ def test_kernel_uses_amx_bf16_tiles():
     f = numba.njit(nogil=True)(amx.gemm_bf16x3.py_func)  # numba shows no assembly of cached code
     AH = np.zeros((32, p.kp), np.uint16)
     out = np.empty((32, p.npad), np.float32)
-    f(AH, AH, p.wh, p.wl, out, amx.TILE_CFG, 0, 32, 0, p.nt // 2, 1)
+    f(AH, AH, p.wh, p.wl, out, amx.TILE_CFG, 0, 32, 0, p.nt // 2, 1, 32)
     asm = next(iter(f.inspect_asm().values()))
     assert "tdpbf16ps" in asm and "ldtilecfg" in asm and "tilerelease" in asm

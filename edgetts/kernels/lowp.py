@@ -454,8 +454,10 @@ class PackedBF16x3(PackedGemm):
         nb = self.nt // 2
         xp = np.ascontiguousarray(xp, np.float32)
 
+        mc = amx.row_chunk(self.kp)
+
         def run(m0, m1, b0, b1):
-            amx.gemm_bf16x3(AH, AL, self.wh, self.wl, out, amx.TILE_CFG, m0, m1, b0, b1, d)
+            amx.gemm_bf16x3(AH, AL, self.wh, self.wl, out, amx.TILE_CFG, m0, m1, b0, b1, d, mc)
         if par is None or mp * self.K * self.npad < (1 << 22):
             amx.split_rows(xp, AH, AL)
             run(0, mp, 0, nb)
