@@ -126,35 +126,32 @@ def tile_zero(typingctx, t):
     return types.none(t), codegen
 
 
+def _tile_mem(name):
+    """codegen of tile_load / tile_store: the intrinsic `name`(tile, ary data + off, stride)."""
+    def codegen(context, builder, sig, args):
+        f = _fn(builder, name, _VOID, [_I8, _P8, _I64])
+        off = context.cast(builder, args[2], sig.args[2], types.int64)
+        stride = context.cast(builder, args[3], sig.args[3], types.int64)
+        builder.call(f, [ir.Constant(_I8, _lit(sig.args[0])), _ptr(context, builder, sig.args[1], args[1], off),
+                         stride])
+        return context.get_dummy_value()
+    return codegen
+
+
 @intrinsic
 def tile_load(typingctx, t, ary, off, stride):
     """Tile t <- 16 rows of 64 bytes from ary's data + off bytes, rows stride bytes apart."""
     if _lit(t) is None:
         return None
-
-    def codegen(context, builder, sig, args):
-        f = _fn(builder, "llvm.x86.tileloadd64", _VOID, [_I8, _P8, _I64])
-        off = context.cast(builder, args[2], sig.args[2], types.int64)
-        stride = context.cast(builder, args[3], sig.args[3], types.int64)
-        builder.call(f, [ir.Constant(_I8, _lit(sig.args[0])), _ptr(context, builder, sig.args[1], args[1], off),
-                         stride])
-        return context.get_dummy_value()
-    return types.none(t, ary, off, stride), codegen
+    return types.none(t, ary, off, stride), _tile_mem("llvm.x86.tileloadd64")
 
 
 @intrinsic
 def tile_store(typingctx, t, ary, off, stride):
+    """16 rows of 64 bytes of tile t -> ary's data + off bytes, rows stride bytes apart."""
     if _lit(t) is None:
         return None
-
-    def codegen(context, builder, sig, args):
-        f = _fn(builder, "llvm.x86.tilestored64", _VOID, [_I8, _P8, _I64])
-        off = context.cast(builder, args[2], sig.args[2], types.int64)
-        stride = context.cast(builder, args[3], sig.args[3], types.int64)
-        builder.call(f, [ir.Constant(_I8, _lit(sig.args[0])), _ptr(context, builder, sig.args[1], args[1], off),
-                         stride])
-        return context.get_dummy_value()
-    return types.none(t, ary, off, stride), codegen
+    return types.none(t, ary, off, stride), _tile_mem("llvm.x86.tilestored64")
 
 
 @intrinsic
@@ -171,6 +168,26 @@ def tile_dot(typingctx, c, a, b):
 
 
 if HAS_AMX_BF16:
+    @njit(inline="always")
+    def _load_a(A, off0, off1, stride):
+        """Tiles 4, 5 <- the two 16-row halves of an activation block."""
+        tile_load(4, A, off0, stride)
+        tile_load(5, A, off1, stride)
+
+    @njit(inline="always")
+    def _load_w(W, off0, off1):
+        """Tiles 6, 7 <- the two 16-column halves of a weight block."""
+        tile_load(6, W, off0, 64)
+        tile_load(7, W, off1, 64)
+
+    @njit(inline="always")
+    def _dot_2x2():
+        """Accumulators 0..3 (rows half r, columns half c: tile 2r + c) += tiles (4 + r) @ (6 + c)."""
+        tile_dot(0, 4, 6)
+        tile_dot(1, 4, 7)
+        tile_dot(2, 5, 6)
+        tile_dot(3, 5, 7)
+
     @njit(cache=True, nogil=True)
     def gemm_bf16x3(AH, AL, WH, WL, out, cfg, m0, m1, b0, b1, d, mc):
         """out[m, 32b .. 32b+32] for output rows m0..m1 (multiples of 32) and column blocks
@@ -184,47 +201,33 @@ if HAS_AMX_BF16:
         wt = taps * kc * 1024         # bytes per column tile of W
         tile_config(cfg)
         for mm in range(m0, m1, mc):
-          for b in range(b0, b1):
-            w0 = 2 * b * wt
-            w1 = w0 + wt
-            for m in range(mm, min(m1, mm + mc), BM):
-                tile_zero(0)
-                tile_zero(1)
-                tile_zero(2)
-                tile_zero(3)
-                for j in range(taps):
-                    a0 = (m + j * d) * sa
-                    a1 = a0 + TM * sa
-                    for c in range(kc):
-                        ka = c * 64
-                        kw = (j * kc + c) * 1024
-                        tile_load(4, AH, a0 + ka, sa)
-                        tile_load(5, AH, a1 + ka, sa)
-                        tile_load(6, WH, w0 + kw, 64)
-                        tile_load(7, WH, w1 + kw, 64)
-                        tile_dot(0, 4, 6)
-                        tile_dot(1, 4, 7)
-                        tile_dot(2, 5, 6)
-                        tile_dot(3, 5, 7)
-                        tile_load(6, WL, w0 + kw, 64)
-                        tile_load(7, WL, w1 + kw, 64)
-                        tile_dot(0, 4, 6)
-                        tile_dot(1, 4, 7)
-                        tile_dot(2, 5, 6)
-                        tile_dot(3, 5, 7)
-                        tile_load(4, AL, a0 + ka, sa)
-                        tile_load(5, AL, a1 + ka, sa)
-                        tile_load(6, WH, w0 + kw, 64)
-                        tile_load(7, WH, w1 + kw, 64)
-                        tile_dot(0, 4, 6)
-                        tile_dot(1, 4, 7)
-                        tile_dot(2, 5, 6)
-                        tile_dot(3, 5, 7)
-                o = m * so + b * BN * 4
-                tile_store(0, out, o, so)
-                tile_store(1, out, o + TN * 4, so)
-                tile_store(2, out, o + TM * so, so)
-                tile_store(3, out, o + TM * so + TN * 4, so)
+            for b in range(b0, b1):
+                w0 = 2 * b * wt
+                w1 = w0 + wt
+                for m in range(mm, min(m1, mm + mc), BM):
+                    tile_zero(0)
+                    tile_zero(1)
+                    tile_zero(2)
+                    tile_zero(3)
+                    for j in range(taps):
+                        a0 = (m + j * d) * sa
+                        a1 = a0 + TM * sa
+                        for c in range(kc):
+                            ka = c * 64
+                            kw = (j * kc + c) * 1024
+                            _load_a(AH, a0 + ka, a1 + ka, sa)   # hi x hi
+                            _load_w(WH, w0 + kw, w1 + kw)
+                            _dot_2x2()
+                            _load_w(WL, w0 + kw, w1 + kw)       # hi x lo
+                            _dot_2x2()
+                            _load_a(AL, a0 + ka, a1 + ka, sa)   # lo x hi
+                            _load_w(WH, w0 + kw, w1 + kw)
+                            _dot_2x2()
+                    o = m * so + b * BN * 4
+                    tile_store(0, out, o, so)
+                    tile_store(1, out, o + TN * 4, so)
+                    tile_store(2, out, o + TM * so, so)
+                    tile_store(3, out, o + TM * so + TN * 4, so)
         tile_release()
 
 
