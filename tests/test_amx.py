@@ -38,6 +38,17 @@ def twin_pack(w, taps):
     return out
 
 
+def twin_pack_f32(w, taps):
+    """w's float32 values in the packed layout (what hi + lo must add up to for F16 weights)."""
+    K, N = w.shape
+    cin = K // taps
+    kc, nt = -(-cin // 32), -(-N // 32) * 2
+    p = np.zeros((taps, kc * 32, nt * 16), np.float32)
+    p[:, :cin, :N] = w.reshape(taps, cin, N)
+    p = p.reshape(taps, kc, 16, 2, nt, 16).transpose(4, 0, 1, 2, 5, 3)
+    return np.ascontiguousarray(p).reshape(nt, taps, kc, 16, 32)
+
+
 def twin_conv(xp, w, taps, d):
     """The product the kernel defines: per tap xh Wh + xh Wl + xl Wh, exact products (float64)."""
     cin = w.shape[0] // taps
@@ -74,8 +85,11 @@ def test_pack_weight_matches_twin(K, N, taps):
     th, tl = twin_pack(w, taps)
     np.testing.assert_array_equal(wh, th)
     np.testing.assert_array_equal(wl, tl)
-    wh16, _ = amx.pack_weight(w.astype(np.float16), taps)  # F16 storage: the same values
-    np.testing.assert_array_equal(wh16, twin_pack(w.astype(np.float16).astype(np.float32), taps)[0])
+    # an F16-stored weight: hi + lo is its value exactly (11 significant bits)
+    h = w.astype(np.float16).astype(np.float32)
+    wh, wl = amx.pack_weight(h, taps)
+    back = (wh.astype(np.uint32) << 16).view(np.float32) + (wl.astype(np.uint32) << 16).view(np.float32)
+    np.testing.assert_array_equal(back, twin_pack_f32(h, taps))
 
 
 @needs_amx

@@ -36,6 +36,8 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
+from .quant import _bits_f32, _f32_bits
+
 TM = 16   # rows of a tile
 TK = 32   # bfloat16 values of K per tile row
 TN = 16   # float32 columns of an accumulator tile
@@ -167,6 +169,40 @@ def tile_dot(typingctx, c, a, b):
     return types.none(c, a, b), codegen
 
 
+@intrinsic
+def split16(typingctx, src, i, H, L, o):
+    """H[o:o+16], L[o:o+16] = the bfloat16 bits of hi = bf16(v), lo = bf16(v - hi) (nearest
+    even) for the 16 float32 values v = src[i:i+16]. One vector of 32-bit lanes (numba's scalar
+    integer code widens to 64 bits: 0.4 ns per value against 0.18 here)."""
+    if not (isinstance(src, types.Array) and src.dtype == types.float32 and isinstance(H, types.Array)
+            and isinstance(L, types.Array)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        v16, i16v, f16v = ir.VectorType(ir.IntType(16), 16), ir.VectorType(ir.IntType(32), 16), \
+            ir.VectorType(ir.FloatType(), 16)
+        i = context.cast(builder, args[1], sig.args[1], types.int64)
+        o = context.cast(builder, args[4], sig.args[4], types.int64)
+
+        def elem(k, idx):
+            return builder.gep(context.make_array(sig.args[k])(context, builder, value=args[k]).data, [idx])
+        v = builder.load(builder.bitcast(elem(0, i), f16v.as_pointer()), align=4)
+
+        def c(x):
+            return ir.Constant(i16v, [x] * 16)
+
+        def rne(f):  # float32 vector -> bfloat16 bits in the low half of 32-bit lanes
+            b = builder.bitcast(f, i16v)
+            r = builder.add(builder.add(b, c(0x7FFF)), builder.and_(builder.lshr(b, c(16)), c(1)))
+            return builder.lshr(r, c(16))
+        h = rne(v)
+        lo = rne(builder.fsub(v, builder.bitcast(builder.shl(h, c(16)), f16v)))
+        for k, x in ((2, h), (3, lo)):
+            builder.store(builder.trunc(x, v16), builder.bitcast(elem(k, o), v16.as_pointer()), align=2)
+        return context.get_dummy_value()
+    return types.none(src, i, H, L, o), codegen
+
+
 if HAS_AMX_BF16:
     @njit(inline="always")
     def _load_a(A, off0, off1, stride):
@@ -238,49 +274,46 @@ def row_chunk(kp: int) -> int:
     return max(BM, min(256, (1 << 18) // (4 * kp) // BM * BM))
 
 
-@njit(cache=True, nogil=True)
-def split_rows(x, AH, AL):
-    """x f32[M, K] -> AH, AL uint16[R, KP]: the bfloat16 bits of hi = bf16(x) and lo = bf16(x -
-    hi), nearest even both (x - hi is exact); rows past M and columns past K zero."""
-    M, K = x.shape
-    hb = np.empty(K, np.uint32)   # hi as float32 bits
-    lo = np.empty(K, np.float32)  # x - hi
-    hf = hb.view(np.float32)
-    lb = lo.view(np.uint32)
-    AH[M:, :] = 0
-    AL[M:, :] = 0
-    AH[:M, K:] = 0
-    AL[:M, K:] = 0
-    for m in range(M):
-        xb = x[m].view(np.uint32)
-        for i in range(K):
-            b = xb[i]
-            hb[i] = ((b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)) << np.uint32(16)
-        for i in range(K):
-            lo[i] = x[m, i] - hf[i]
-        for i in range(K):
-            AH[m, i] = np.uint16(hb[i] >> np.uint32(16))
-            b = lb[i]
-            AL[m, i] = np.uint16((b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
-
-
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _bf16_rne(b):
     """float32 bits -> bfloat16 bits, nearest even."""
     return (b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _split(v):
+    """float32 v -> (hi, lo) bfloat16 bits: hi = bf16(v), lo = bf16(v - hi)."""
+    h = _bf16_rne(_f32_bits(v))
+    return h, _bf16_rne(_f32_bits(v - _bits_f32(h << np.uint32(16))))
+
+
+@njit(cache=True, nogil=True)
+def split_rows(x, AH, AL):
+    """x f32[M, K] -> AH, AL uint16[R, KP]: the bfloat16 bits of hi = bf16(x) and lo = bf16(x -
+    hi), nearest even both (x - hi is exact); rows past M and columns past K zero."""
+    M, K = x.shape
+    AH[M:, :] = 0
+    AL[M:, :] = 0
+    AH[:M, K:] = 0
+    AL[:M, K:] = 0
+    K16 = K // 16 * 16
+    for m in range(M):
+        xr, hr, lr = x[m], AH[m], AL[m]
+        for i in range(0, K16, 16):
+            split16(xr, i, hr, lr, i)
+        for i in range(K16, K):
+            h, lo = _split(xr[i])
+            hr[i] = np.uint16(h)
+            lr[i] = np.uint16(lo)
+
+
 @njit(cache=True, nogil=True, parallel=True)
-def _pack(w, taps, WH, WL):
-    """w float32[taps*cin, N] -> WH, WL (module docstring), one column tile per
-    thread step; padding zero."""
-    nt, _, kc, npair, nw = WH.shape
-    cin, N = w.shape[0] // taps, w.shape[1]
+def _layout(v, taps, out):
+    """v uint16[taps*cin, N] (16-bit values, tap-major) -> out uint16[NT, taps, KC, 16, 32]
+    (module docstring), zero padded; one column tile per thread step."""
+    nt, _, kc, npair, nw = out.shape
+    cin, N = v.shape[0] // taps, v.shape[1]
     for t in prange(nt):
-        v = np.zeros(1, np.float32)
-        vb = v.view(np.uint32)
-        r = np.zeros(1, np.float32)
-        rb = r.view(np.uint32)
         for j in range(taps):
             for c in range(kc):
                 for p in range(npair):
@@ -288,23 +321,19 @@ def _pack(w, taps, WH, WL):
                         k = c * TK + 2 * p + i
                         for n in range(TN):
                             col = t * TN + n
-                            if k < cin and col < N:
-                                v[0] = w[j * cin + k, col]
-                                h = _bf16_rne(vb[0])
-                                vb[0] = h << np.uint32(16)
-                                r[0] = w[j * cin + k, col] - v[0]
-                                WH[t, j, c, p, 2 * n + i] = np.uint16(h)
-                                WL[t, j, c, p, 2 * n + i] = np.uint16(_bf16_rne(rb[0]))
-                            else:
-                                WH[t, j, c, p, 2 * n + i] = 0
-                                WL[t, j, c, p, 2 * n + i] = 0
+                            ok = k < cin and col < N
+                            out[t, j, c, p, 2 * n + i] = v[j * cin + k, col] if ok else 0
 
 
 def pack_weight(w: np.ndarray, taps: int = 1):
-    """W [taps*cin, N] (tap-major) -> (WH, WL) uint16[NT, taps, KC, 16, 32] (module docstring)."""
+    """W [taps*cin, N] (tap-major) -> (WH, WL), its hi / lo bfloat16 bits in the tiles' layout
+    (module docstring)."""
     K, N = w.shape
     cin = K // taps
     shape = (-(-N // BN) * 2, taps, -(-cin // TK), TK // 2, 2 * TN)
+    hi, lo = np.empty((K, N), np.uint16), np.empty((K, N), np.uint16)
+    split_rows(np.ascontiguousarray(w, np.float32), hi, lo)
     WH, WL = np.empty(shape, np.uint16), np.empty(shape, np.uint16)
-    _pack(w if w.dtype == np.float32 else w.astype(np.float32), taps, WH, WL)
+    _layout(hi, taps, WH)
+    _layout(lo, taps, WL)
     return WH, WL

@@ -5,15 +5,31 @@ rope_rotate     rotate-half RoPE in place on [T, H, hd] with per-row cos/sin [T,
 window_attention causal sliding-window attention of n new queries over [past; new] keys/values,
                  all heads, GQA by head grouping; softmax in float64-accumulated float32.
 silu_mul        g = silu(g) * u
+linear_rows     few-row x @ w.T, w as stored [out, in]: float32, or float16 bits (uint16) widened
+                in registers (exact: the same products as the widened float32 weight)
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from .activations_lm import silu
+from .quant import f16_to_f32
+
+
+def _weight(v):
+    """A weight value as float32: itself, or widened from float16 bits (uint16)."""
+    raise NotImplementedError  # numba only (the overload below)
+
+
+@overload(_weight, inline="always")
+def _weight_impl(v):
+    if isinstance(v, types.Integer) and v.bitwidth == 16:
+        return lambda v: f16_to_f32(v)
+    return lambda v: v
 
 
 @njit(cache=True, nogil=True)
@@ -94,7 +110,8 @@ def silu_mul(g, u):
 @njit(cache=True, nogil=True, fastmath=True)
 def linear_rows(x, w, out, n0, n1):
     """out[m, n] = sum_k x[m, k] * w[n, k] for output columns n0..n1 (w as PyTorch stores a
-    Linear: [out, in]; read once, straight from the file's memory map when F32).
+    Linear: [out, in]; read once, straight from the file's memory map when F32, or as float16
+    bits (uint16, the F16 file's map): half the bytes, the same products).
 
     For the few-row products of the codec's low-rate stages (<= a few dozen rows), where BLAS
     spends more on packing the weights than on arithmetic. x must have a multiple of 4 rows
@@ -128,10 +145,10 @@ def linear_rows(x, w, out, n0, n1):
                 v1 = x1[k]
                 v2 = x2[k]
                 v3 = x3[k]
-                c0 = w0[k]
-                c1 = w1[k]
-                c2 = w2[k]
-                c3 = w3[k]
+                c0 = _weight(w0[k])
+                c1 = _weight(w1[k])
+                c2 = _weight(w2[k])
+                c3 = _weight(w3[k])
                 a00 += v0 * c0
                 a01 += v0 * c1
                 a02 += v0 * c2
@@ -179,7 +196,7 @@ def linear_rows(x, w, out, n0, n1):
             a2 = np.float32(0.0)
             a3 = np.float32(0.0)
             for k in range(K):
-                wk = wr[k]
+                wk = _weight(wr[k])
                 a0 += x0[k] * wk
                 a1 += x1[k] * wk
                 a2 += x2[k] * wk

@@ -229,15 +229,16 @@ class CodecDecoder:
 
         # transformer
         t = "tok_dec.pre_tfm."
-        # transformer Linears stay as stored ([out, in], in place for F32): few rows per call,
-        # the numba few-row kernel (Rows.lin) beats BLAS there (no weight packing)
+        # transformer Linears stay as stored ([out, in], in place for F32 and F16): few rows per
+        # call, the numba few-row kernel (Rows.lin) beats BLAS there (no weight packing), and
+        # reads float16 weights as they are (half the bytes of the widened copy, the same sums)
         tr = red("transformer")
-        self.in_w = _lin(get(t + "input_proj.weight", True), tr)
+        self.in_w = _lin(get(t + "input_proj.weight", True, True), tr)
         self.in_b = get(t + "input_proj.bias")
         self.layers = []
         for i in range(cfg.num_hidden_layers):
             b = f"{t}blk.{i}."
-            wq, wk, wv = (get(b + f"attn_{x}.weight", True) for x in "qkv")
+            wq, wk, wv = (get(b + f"attn_{x}.weight", True, True) for x in "qkv")
             wq_, wk_ = wq.shape, wk.shape
             if wq_[0] != cfg.num_attention_heads * cfg.head_dim or \
                     wk_[0] != cfg.num_key_value_heads * cfg.head_dim:
@@ -245,15 +246,16 @@ class CodecDecoder:
                                    f"heads {cfg.num_attention_heads}/{cfg.num_key_value_heads} x {cfg.head_dim}")
             self.layers.append(_TfmLayer(
                 attn_norm=get(b + "attn_norm.weight"),
-                q=_lin(wq, tr), k=_lin(wk, tr), v=_lin(wv, tr), o=_lin(get(b + "attn_output.weight", True), tr),
+                q=_lin(wq, tr), k=_lin(wk, tr), v=_lin(wv, tr), o=_lin(get(b + "attn_output.weight", True, True), tr),
                 attn_scale=get(b + "attn_scale"),
                 ffn_norm=get(b + "ffn_norm.weight"),
-                gate=_lin(get(b + "ffn_gate.weight", True), tr), up=_lin(get(b + "ffn_up.weight", True), tr),
-                down=_lin(get(b + "ffn_down.weight", True), tr),
+                gate=_lin(get(b + "ffn_gate.weight", True, True), tr),
+                up=_lin(get(b + "ffn_up.weight", True, True), tr),
+                down=_lin(get(b + "ffn_down.weight", True, True), tr),
                 ffn_scale=get(b + "ffn_scale"),
             ))
         self.norm_w = get(t + "norm.weight")
-        self.out_w = _lin(get(t + "output_proj.weight", True), tr)
+        self.out_w = _lin(get(t + "output_proj.weight", True, True), tr)
         self.out_b = get(t + "output_proj.bias")
 
         # upsampler: transposed conv (k = s = ratio) + ConvNeXt
@@ -286,7 +288,8 @@ class CodecDecoder:
                 r = f"{p}res.{j}."
                 units.append(_ResUnit(
                     act1=_snake_params(get(r + "act1.alpha"), get(r + "act1.beta")),
-                    conv1=_Conv(get(r + "conv1.weight", True), get(r + "conv1.bias"), dilation=3 ** j,
+                    conv1=_Conv(get(r + "conv1.weight", True), get(r + "conv1.bias"),
+                                dilation=3 ** j,
                                 reduce=red(f"block{bi}.conv1")),
                     act2=_snake_params(get(r + "act2.alpha"), get(r + "act2.beta")),
                     conv2=_Conv(get(r + "conv2.weight", True), get(r + "conv2.bias"),
@@ -337,10 +340,12 @@ class CodecDecoder:
 
     @staticmethod
     def _getter(view, keep_f16=False):
-        def get(name, big=False):
+        def get(name, big=False, f16=False):
             """float32 array in the stored (PyTorch) shape: F32 tensors are the memory-mapped
-            data itself (no copy), other types are widened/dequantized. With keep_f16, big
-            (matrix) weights stored as F16 stay float16 (memory-mapped) and are widened per call."""
+            data itself (no copy), other types are widened/dequantized. Big (matrix) weights
+            stored as F16 stay float16 (memory-mapped) where f16 says their consumer reads
+            float16 as it is (the transformer's few-row kernel), and with keep_f16 everywhere
+            (widened per call there)."""
             if name not in view:
                 raise EdgeTTSError(f"codec weights: tensor {name!r} missing")
             t = view[name]
@@ -348,7 +353,7 @@ class CodecDecoder:
                 return np.asarray(t.data, np.float32).reshape(t.shape)
             if t.dtype == "F16":
                 h = np.asarray(t.data, np.float16).reshape(t.shape)
-                if big and keep_f16:
+                if big and (keep_f16 or f16):
                     return h
                 w = as_f32(h)
             else:
@@ -644,7 +649,7 @@ def _lin(w, reduce):
     """A transformer Linear [out, in]: as stored (Rows.lin), or packed from its transpose."""
     if reduce is None:
         return w
-    p = _packed(w, np.ascontiguousarray(as_f32(w).T), reduce)
+    p = _packed(w, np.ascontiguousarray(w.T), reduce)
     return p if isinstance(p, PackedGemm) else w  # not packed (too few outputs): as stored
 
 
