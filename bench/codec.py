@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_codec_random import checkpoint_from_tensors, random_codec_tensors  # noqa: E402
 
 from edgetts.models.codec import Codec, CodecStream  # noqa: E402
-from edgetts.models.codec_precision import AUTO_F32, AUTO_KIND, _AVAILABLE  # noqa: E402
+from edgetts.models.codec_precision import AUTO_F32, AUTO_KIND, available  # noqa: E402
 
 OFFICIAL = {"fp32_s_per_audio_s": 0.7842, "bf16_s_per_audio_s": 0.3474,
             "source": "shared/reference/results/bench_{fp32,bf16}.json decoder_s_per_audio_s "
@@ -271,7 +271,7 @@ def main():
     res["keep_f16"] = args.keep_f16
     res["precision"] = args.precision
     res["auto_plan"] = {"kind": AUTO_KIND, "float32_groups": list(AUTO_F32),
-                        "kind_on_this_cpu": bool(_AVAILABLE.get(AUTO_KIND))}
+                        "kind_on_this_cpu": available(AUTO_KIND)}
     res["load_s"] = round(time.perf_counter() - t, 2)
     spf, sr = codec.samples_per_frame, codec.sample_rate
     frame_s = spf / sr

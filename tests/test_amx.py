@@ -172,3 +172,27 @@ def test_kernel_uses_amx_bf16_tiles():
     f(AH, AH, p.wh, p.wl, out, amx.TILE_CFG, 0, 32, 0, p.nt // 2, 1, 32)
     asm = next(iter(f.inspect_asm().values()))
     assert "tdpbf16ps" in asm and "ldtilecfg" in asm and "tilerelease" in asm
+
+
+def test_auto_without_amx_is_the_float32_codec(monkeypatch):
+    """On a CPU without AMX-BF16 (or EDGETTS_AMX=0) auto is the exact float32 path."""
+    from conftest import FIXTURES
+    import edgetts.weights as W
+    from edgetts.models import codec_precision
+    from edgetts.models.codec import Codec
+    ck = W.open(FIXTURES / "tiny")
+    ref = Codec.load(ck, precision="f32")
+    codes = np.random.default_rng(2).integers(0, ref.codebook_size, (5, ref.num_quantizers))
+    monkeypatch.setitem(codec_precision._AVAILABLE, "bf16x3", False)
+    auto = Codec.load(ck, precision="auto")
+    assert not any(isinstance(getattr(u.conv1, "w", None), lowp.PackedGemm)
+                   for b in auto.decoder.blocks for u in b.units)
+    np.testing.assert_array_equal(auto.decode(codes), ref.decode(codes))
+
+
+def test_amx_can_be_turned_off_by_environment():
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-c", "from edgetts.kernels import amx; print(amx.HAS_AMX_BF16)"],
+                       env={**__import__("os").environ, "EDGETTS_AMX": "0"}, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "False"

@@ -310,19 +310,29 @@ def split_rows(x, AH, AL):
 @njit(cache=True, nogil=True, parallel=True)
 def _layout(v, taps, out):
     """v uint16[taps*cin, N] (16-bit values, tap-major) -> out uint16[NT, taps, KC, 16, 32]
-    (module docstring), zero padded; one column tile per thread step."""
+    (module docstring), zero padded. Walks v's rows in order, a K-pair at a time (two rows read
+    straight through; each column tile's 32 values are one 64-byte line of out), the K chunks
+    split over the threads."""
     nt, _, kc, npair, nw = out.shape
     cin, N = v.shape[0] // taps, v.shape[1]
-    for t in prange(nt):
-        for j in range(taps):
-            for c in range(kc):
-                for p in range(npair):
-                    for i in range(2):
-                        k = c * TK + 2 * p + i
-                        for n in range(TN):
-                            col = t * TN + n
-                            ok = k < cin and col < N
-                            out[t, j, c, p, 2 * n + i] = v[j * cin + k, col] if ok else 0
+    for jc in prange(taps * kc):
+        j, c = jc // kc, jc % kc
+        for p in range(npair):
+            k = c * TK + 2 * p
+            for t in range(nt):
+                c0 = t * TN
+                o = out[t, j, c, p]
+                if k + 1 < cin and c0 + TN <= N:
+                    r0 = v[j * cin + k, c0:c0 + TN]
+                    r1 = v[j * cin + k + 1, c0:c0 + TN]
+                    for n in range(TN):
+                        o[2 * n] = r0[n]
+                        o[2 * n + 1] = r1[n]
+                    continue
+                for i in range(2):
+                    for n in range(TN):
+                        ok = k + i < cin and c0 + n < N
+                        o[2 * n + i] = v[j * cin + k + i, c0 + n] if ok else 0
 
 
 def pack_weight(w: np.ndarray, taps: int = 1):

@@ -453,7 +453,6 @@ class PackedBF16x3(PackedGemm):
         out = np.empty((mp, self.npad), np.float32)
         nb = self.nt // 2
         xp = np.ascontiguousarray(xp, np.float32)
-
         mc = amx.row_chunk(self.kp)
 
         def run(m0, m1, b0, b1):

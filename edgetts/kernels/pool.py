@@ -75,7 +75,7 @@ class Rows:
         output columns split over the threads."""
         if getattr(w, "packed", False):  # a reduced-precision packed weight (lowp.PackedGemm)
             return w.matmul(x, self.par if self.pool else None)
-        # float16 weights (keep_f16, or the reduced-precision plans) are read as they are
+        # float16 weights (the codec transformer's, keep_f16) are read as they are
         w = np.ascontiguousarray(w).view(np.uint16) if w.dtype == np.float16 else as_f32(w)
         M, K = x.shape
         N = w.shape[0]

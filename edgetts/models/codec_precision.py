@@ -40,6 +40,11 @@ _AVAILABLE = {"int8": lowp.HAS_INT8, "bf16": lowp.HAS_BF16, "bf16x3": amx.HAS_AM
 _NEEDS = {"int8": "AVX512-VNNI", "bf16": "AVX512_BF16", "bf16x3": "AMX-BF16"}
 
 
+def available(kind: str) -> bool:
+    """This CPU (and OS) runs the kernel of that kind."""
+    return kind == "f32" or bool(_AVAILABLE.get(kind))
+
+
 def plan_precision(precision, cfg=None):
     """-> red(group) giving None (float32) or a function packing a float32 [K, N] weight."""
     if isinstance(precision, dict):
@@ -47,13 +52,13 @@ def plan_precision(precision, cfg=None):
     elif precision in ("f32", None):
         plan = {}
     elif precision == "auto":
-        plan = None if _AVAILABLE.get(AUTO_KIND) else {}
+        plan = None if available(AUTO_KIND) else {}
     elif precision in ("int8", "bf16", "bf16x3"):
         plan = None
     else:
         raise EdgeTTSError(f"codec precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     for k in ([AUTO_KIND if precision == "auto" else precision] if plan is None else plan.values()):
-        if k != "f32" and not _AVAILABLE.get(k, False):
+        if not available(k):
             raise EdgeTTSError(f"codec precision {k!r}: this CPU has no kernel for it "
                                f"({_NEEDS.get(k, k)} needed; use auto or f32)")
 
