@@ -28,10 +28,11 @@ class Rows:
 
     MIN_ELEMS = 1 << 17  # elements below which a row-wise kernel is not split
     MIN_GEMM = 1 << 24  # multiply-adds (~0.2 ms) below which a product is not split
-    # the same for the numba few-row kernel: a split costs a thread hand-off (~60 us), more than
-    # a [1024, 512] product takes alone (~56 us from cache). Codec transformer at 2 threads, 2^21
-    # -> 2^23: fed 1 frame 11.2 -> 8.9 ms per frame, fed 4 frames 2.8 -> 2.1
-    MIN_LIN = 1 << 23
+    # the same for the numba few-row kernel: a split costs a thread hand-off (~60 us). With the
+    # codec transformer's q|k|v and gate|up stacked and read as F16 (3 / 2 MB per call, from
+    # DRAM in a streamed push), splitting from 2^21 multiply-adds pays: one-frame push
+    # transformer 10.9-11.7 -> 9.5-10.5 ms, fed 4 frames 3.2 -> 2.7 ms per frame (2^23 before)
+    MIN_LIN = 1 << 21
 
     def __init__(self, threads: int):
         self.threads = max(1, int(threads))

@@ -141,16 +141,14 @@ class _TransConv:
 
 @dataclass
 class _TfmLayer:
-    """One pre-norm transformer layer: Linears as stored [out, in], LayerScale vectors."""
+    """One pre-norm transformer layer: Linears as stored [out, in] (q|k|v and gate|up stacked:
+    one call each), LayerScale vectors."""
     attn_norm: np.ndarray
-    q: np.ndarray
-    k: np.ndarray
-    v: np.ndarray
+    qkv: np.ndarray       # [H*hd + 2*Hkv*hd, D]
     o: np.ndarray
     attn_scale: np.ndarray
     ffn_norm: np.ndarray
-    gate: np.ndarray
-    up: np.ndarray
+    gate_up: np.ndarray   # [2*I, D]
     down: np.ndarray
     ffn_scale: np.ndarray
 
@@ -244,13 +242,15 @@ class CodecDecoder:
                     wk_[0] != cfg.num_key_value_heads * cfg.head_dim:
                 raise EdgeTTSError(f"codec: attention weights {wq_}/{wk_} do not match "
                                    f"heads {cfg.num_attention_heads}/{cfg.num_key_value_heads} x {cfg.head_dim}")
+            wg, wu = get(b + "ffn_gate.weight", True, True), get(b + "ffn_up.weight", True, True)
+            if wg.shape != wu.shape:
+                raise EdgeTTSError(f"codec: ffn_gate {wg.shape} and ffn_up {wu.shape} differ")
             self.layers.append(_TfmLayer(
                 attn_norm=get(b + "attn_norm.weight"),
-                q=_lin(wq, tr), k=_lin(wk, tr), v=_lin(wv, tr), o=_lin(get(b + "attn_output.weight", True, True), tr),
+                qkv=_lin(_stack(wq, wk, wv), tr), o=_lin(get(b + "attn_output.weight", True, True), tr),
                 attn_scale=get(b + "attn_scale"),
                 ffn_norm=get(b + "ffn_norm.weight"),
-                gate=_lin(get(b + "ffn_gate.weight", True, True), tr),
-                up=_lin(get(b + "ffn_up.weight", True, True), tr),
+                gate_up=_lin(_stack(wg, wu), tr),
                 down=_lin(get(b + "ffn_down.weight", True, True), tr),
                 ffn_scale=get(b + "ffn_scale"),
             ))
@@ -525,9 +525,10 @@ class CodecStream:
         scale = np.float32(hd ** -0.5)
         for li, L in enumerate(d.layers):
             ka.rms_norm(h, L.attn_norm, eps, a)
-            q = lin(a, L.q).reshape(n, H, hd)
-            k = lin(a, L.k).reshape(n, Hkv, hd)
-            v = lin(a, L.v).reshape(n, Hkv, hd)
+            qkv = lin(a, L.qkv)
+            q = qkv[:, :H * hd].reshape(n, H, hd)
+            k = qkv[:, H * hd:(H + Hkv) * hd].reshape(n, Hkv, hd)
+            v = qkv[:, (H + Hkv) * hd:].reshape(n, Hkv, hd)
             ka.rope_rotate(q, cos, sin)
             ka.rope_rotate(k, cos, sin)
             kall = np.concatenate([self.kcache[li, W - n_past:].reshape(n_past, Hkv, hd), k], 0)
@@ -536,8 +537,9 @@ class CodecStream:
             o = lin(att.reshape(n, H * hd), L.o)
             ks.scale_residual(h, o, _ZERO(h.shape[1]), L.attn_scale)
             ka.rms_norm(h, L.ffn_norm, eps, a)
-            g = lin(a, L.gate)
-            ka.silu_mul(g, lin(a, L.up))
+            gu = lin(a, L.gate_up)
+            g = gu[:, :gu.shape[1] // 2]
+            ka.silu_mul(g, gu[:, gu.shape[1] // 2:])
             m = lin(g, L.down)
             ks.scale_residual(h, m, _ZERO(h.shape[1]), L.ffn_scale)
             # keep the last W frames of K/V (a window of sliding_window - 1 past frames)
@@ -651,6 +653,15 @@ def _lin(w, reduce):
         return w
     p = _packed(w, np.ascontiguousarray(w.T), reduce)
     return p if isinstance(p, PackedGemm) else w  # not packed (too few outputs): as stored
+
+
+def _stack(*ws):
+    """Linears [out_i, in] sharing an input -> one [sum(out_i), in] (one call; the file-mapped
+    sources' pages released)."""
+    w = np.concatenate(ws, axis=0)
+    for x in ws:
+        release_pages(x)
+    return w
 
 
 def _out_in(w):
