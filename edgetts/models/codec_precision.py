@@ -29,8 +29,9 @@ PRECISIONS = ("auto", "f32", "int8", "bf16", "bf16x3")
 
 # auto: AUTO_KIND for every group except AUTO_F32, where this CPU has the kernel; float32 elsewhere.
 # Measured (bench/codec.py, 2 threads, full-size random codecs, this AMX Xeon): bf16x3 on every
-# group keeps 41.3-41.6 dB (make_random_model's codec), 51.9 (bench/codec.py's), 71-72 (fixtures);
-# per group alone 47-52 dB for the stages before block1, 58-77 after. The transformer is the most
+# group keeps 41.3-42.2 dB (make_random_model's codec, 4 seeds), 51.9 (bench/codec.py's), 71-72
+# (fixtures); per group alone 47-52 dB for the stages before block1, 58-77 after (make_random_model's).
+# auto: 42.3-43.1 / 52.9 / 71.8-73.4 dB. The transformer is the most
 # error-sensitive group and gains nothing (1-4 rows per push: weight reads and thread hand-offs,
 # 4.8 against 3.9 ms per frame fed 4 frames), so it stays float32.
 AUTO_KIND = "bf16x3"
