@@ -239,8 +239,8 @@ class CodecDecoder:
             wq, wk, wv = (get(b + f"attn_{x}.weight", True, True) for x in "qkv")
             wq_, wk_ = wq.shape, wk.shape
             if wq_[0] != cfg.num_attention_heads * cfg.head_dim or \
-                    wk_[0] != cfg.num_key_value_heads * cfg.head_dim:
-                raise EdgeTTSError(f"codec: attention weights {wq_}/{wk_} do not match "
+                    wk_[0] != cfg.num_key_value_heads * cfg.head_dim or wv.shape != wk_ or wq_[1] != wk_[1]:
+                raise EdgeTTSError(f"codec: attention weights q {wq_} / k {wk_} / v {wv.shape} do not match "
                                    f"heads {cfg.num_attention_heads}/{cfg.num_key_value_heads} x {cfg.head_dim}")
             wg, wu = get(b + "ffn_gate.weight", True, True), get(b + "ffn_up.weight", True, True)
             if wg.shape != wu.shape:
@@ -288,8 +288,7 @@ class CodecDecoder:
                 r = f"{p}res.{j}."
                 units.append(_ResUnit(
                     act1=_snake_params(get(r + "act1.alpha"), get(r + "act1.beta")),
-                    conv1=_Conv(get(r + "conv1.weight", True), get(r + "conv1.bias"),
-                                dilation=3 ** j,
+                    conv1=_Conv(get(r + "conv1.weight", True), get(r + "conv1.bias"), dilation=3 ** j,
                                 reduce=red(f"block{bi}.conv1")),
                     act2=_snake_params(get(r + "act2.alpha"), get(r + "act2.beta")),
                     conv2=_Conv(get(r + "conv2.weight", True), get(r + "conv2.bias"),
