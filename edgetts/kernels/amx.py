@@ -36,6 +36,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
+from .matmul import _data, _fn
 from .quant import _bits_f32, _f32_bits
 
 TM = 16   # rows of a tile
@@ -82,16 +83,9 @@ for _t in range(8):
     TILE_CFG[48 + _t] = TM      # rows
 
 
-def _fn(builder, name, ret, args):
-    from numba.core import cgutils
-
-    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(ret, args), name)
-
-
 def _ptr(context, builder, aryty, ary, off):
     """i8* to byte `off` of a C-contiguous array's data."""
-    data = context.make_array(aryty)(context, builder, value=ary).data
-    return builder.gep(builder.bitcast(data, _P8), [off])
+    return builder.gep(builder.bitcast(_data(context, builder, aryty, ary), _P8), [off])
 
 
 def _lit(t):
@@ -174,8 +168,8 @@ def split16(typingctx, src, i, H, L, o):
     """H[o:o+16], L[o:o+16] = the bfloat16 bits of hi = bf16(v), lo = bf16(v - hi) (nearest
     even) for the 16 float32 values v = src[i:i+16]. One vector of 32-bit lanes (numba's scalar
     integer code widens to 64 bits: 0.4 ns per value against 0.18 here)."""
-    if not (isinstance(src, types.Array) and src.dtype == types.float32 and isinstance(H, types.Array)
-            and isinstance(L, types.Array)):
+    if not (isinstance(src, types.Array) and src.dtype == types.float32
+            and all(isinstance(a, types.Array) and a.dtype == types.uint16 for a in (H, L))):
         return None
 
     def codegen(context, builder, sig, args):
@@ -185,7 +179,7 @@ def split16(typingctx, src, i, H, L, o):
         o = context.cast(builder, args[4], sig.args[4], types.int64)
 
         def elem(k, idx):
-            return builder.gep(context.make_array(sig.args[k])(context, builder, value=args[k]).data, [idx])
+            return builder.gep(_data(context, builder, sig.args[k], args[k]), [idx])
         v = builder.load(builder.bitcast(elem(0, i), f16v.as_pointer()), align=4)
 
         def c(x):

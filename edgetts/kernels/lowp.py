@@ -422,7 +422,8 @@ class PackedGemm:
 class PackedBF16x3(PackedGemm):
     """W[taps*Cin, N] float32 packed for the AMX "bf16x3" product (kernels/amx.py): a hi/lo
     bfloat16 pair per weight (as many bytes as float32), xh Wh + xh Wl + xl Wh in float32 tile
-    accumulators, ~100 dB against the float32 product. Same interface as PackedGemm."""
+    accumulators, ~100 dB against the float32 product. A PackedGemm to its callers (matmul, conv,
+    nbytes, shape); act / load_rows / out / run are the int8 / bf16 kernels' and unused here."""
 
     def __init__(self, w: np.ndarray, taps: int = 1):
         if not amx.HAS_AMX_BF16:
