@@ -83,24 +83,36 @@ def test_rope():
     assert np.abs(x - ref).max() < 1e-5
 
 
-@pytest.mark.parametrize("n,n_past,window,H,Hkv", [(5, 0, 3, 4, 4), (1, 6, 7, 4, 2), (9, 4, 5, 2, 1), (3, 2, 100, 3, 3)])
-def test_window_attention(n, n_past, window, H, Hkv):
+@pytest.mark.parametrize("n,pos,window,H,Hkv,R", [(5, 0, 3, 4, 4, 7), (1, 6, 7, 4, 2, 7), (9, 4, 5, 2, 1, 13),
+                                                  (3, 2, 100, 3, 3, 102), (4, 23, 6, 2, 2, 9)])
+def test_ring_attention(n, pos, window, H, Hkv, R):
+    """Keys / values stored at row p % R (wrapping), query i at pos + i sees the window before it."""
     hd = 6
-    q, k, v = _r(n, H, hd), _r(n_past + n, Hkv, hd), _r(n_past + n, Hkv, hd)
+    lo = max(pos - window + 1, 0)          # the oldest position any new query sees
+    q, k, v = _r(n, H, hd), _r(pos + n, Hkv, hd), _r(pos + n, Hkv, hd)
+    kr = np.full((R, Hkv, hd), np.nan, np.float32)
+    vr = np.full((R, Hkv, hd), np.nan, np.float32)
+    for p in range(lo, pos):               # the past the ring still holds
+        kr[p % R], vr[p % R] = k[p], v[p]
+    ka.ring_store(kr, vr, k[pos:], v[pos:], pos, n, 0, Hkv)
     scale = np.float32(hd ** -0.5)
     out = np.empty((n, H, hd), np.float32)
-    ka.window_attention(q, k, v, n_past, window, scale, out)
+    ka.ring_attention(q, kr, vr, pos, n, window, scale, out, 0, H, np.empty(window, np.float32))
     ref = np.zeros((n, H, hd))
     for h in range(H):
         kh = h // (H // Hkv)
         s = (q[:, h].astype(np.float64) @ k[:, kh].T) * scale
-        qpos = np.arange(n)[:, None] + n_past
-        kpos = np.arange(n_past + n)[None]
+        qpos = np.arange(n)[:, None] + pos
+        kpos = np.arange(pos + n)[None]
         s[(kpos > qpos) | (kpos <= qpos - window)] = -np.inf
         p = np.exp(s - s.max(1, keepdims=True))
         p /= p.sum(1, keepdims=True)
         ref[:, h] = p @ v[:, kh]
     assert np.abs(out - ref).max() < 1e-5
+    # a head range computes those heads alone
+    out2 = np.zeros_like(out)
+    ka.ring_attention(q, kr, vr, pos, n, window, scale, out2, 1, H, np.empty(window, np.float32))
+    assert np.array_equal(out2[:, 1:], out[:, 1:]) and not out2[:, 0].any()
 
 
 def test_silu_mul():

@@ -147,7 +147,7 @@ def test_state_is_bounded(odd_codec):
     st = c.stream()
 
     def state_bytes():
-        arrs = [st.pre_st, st.kcache, st.vcache, st.dec0_st, st.final_st]
+        arrs = [st.pre_st, st.kring, st.vring, st.dec0_st, st.final_st]
         arrs += [a for pair in st.up_st for a in pair]
         arrs += [b[0] for b in st.block_st] + [u for b in st.block_st for u in b[1]]
         return sum(a.nbytes for a in arrs)
@@ -157,7 +157,7 @@ def test_state_is_bounded(odd_codec):
     for i in range(6):
         st.push(_codes(c, 7, 10 + i))
     assert state_bytes() == b0
-    assert st.kcache.shape[1] == ODD_CONFIG["sliding_window"] - 1
+    assert st.kring.shape[1] == ODD_CONFIG["sliding_window"] - 1 + st.max_chunk
     assert st.pos == 44
 
 

@@ -2,8 +2,11 @@
 
 rms_norm        x * rsqrt(mean(x^2) + eps) * w, per row
 rope_rotate     rotate-half RoPE in place on [T, H, hd] with per-row cos/sin [T, hd/2]
-window_attention causal sliding-window attention of n new queries over [past; new] keys/values,
-                 all heads, GQA by head grouping; softmax in float64-accumulated float32.
+                (rope_heads: rows 0..n, heads h0..h1 of it)
+ring_store      keys / values of positions pos..pos+n-1 into a ring [R, Hkv, hd] (row p % R)
+ring_attention  causal sliding-window attention of n new queries at pos.. over a ring's keys /
+                values (query heads h0..h1), GQA by head grouping; softmax in float64-accumulated
+                float32
 silu_mul        g = silu(g) * u
 linear_rows     few-row x @ w.T, w as stored [out, in]: float32, or float16 bits (uint16) widened
                 in registers (exact: the same products as the widened float32 weight)
@@ -46,12 +49,12 @@ def rms_norm(x, w, eps, out):
 
 
 @njit(cache=True, nogil=True)
-def rope_rotate(x, cos, sin):
-    """x [T, H, hd] in place: (x1, x2) -> (x1*cos - x2*sin, x2*cos + x1*sin), halves of hd."""
-    T, H, hd = x.shape
-    half = hd // 2
-    for t in range(T):
-        for h in range(H):
+def rope_heads(x, cos, sin, n, h0, h1):
+    """x [T, H, hd], rows 0..n and heads h0..h1 in place: (x1, x2) -> (x1*cos - x2*sin,
+    x2*cos + x1*sin), halves of hd."""
+    half = x.shape[2] // 2
+    for t in range(n):
+        for h in range(h0, h1):
             for i in range(half):
                 a = x[t, h, i]
                 b = x[t, h, i + half]
@@ -60,42 +63,64 @@ def rope_rotate(x, cos, sin):
 
 
 @njit(cache=True, nogil=True)
-def window_attention(q, k, v, n_past, window, scale, out):
-    """q [n, H, hd] at positions P..P+n-1; k, v [n_past + n, Hkv, hd] at positions P-n_past..;
-    query i sees keys j with  i + n_past - window < j <= i + n_past.  out [n, H, hd]."""
-    n, H, hd = q.shape
-    Hkv = k.shape[1]
-    group = H // Hkv
-    for qi in range(n * H):
-        i = qi // H
-        h = qi % H
-        kh = h // group
-        hi = i + n_past
-        lo = hi - window + 1
-        if lo < 0:
-            lo = 0
-        s = np.empty(hi - lo + 1, np.float32)
-        mx = -np.inf
-        for j in range(lo, hi + 1):
-            acc = np.float32(0.0)
+def rope_rotate(x, cos, sin):
+    """x [T, H, hd] in place (rope_heads over every row and head)."""
+    rope_heads(x, cos, sin, x.shape[0], 0, x.shape[1])
+
+
+@njit(cache=True, nogil=True)
+def ring_store(kr, vr, k, v, pos, n, g0, g1):
+    """Rows 0..n of k, v [T, Hkv, hd] (kv heads g0..g1) at positions pos.. into the rings
+    kr, vr [R, Hkv, hd]: position p at row p % R."""
+    R = kr.shape[0]
+    for i in range(n):
+        r = (pos + i) % R
+        for g in range(g0, g1):
+            for d in range(k.shape[2]):
+                kr[r, g, d] = k[i, g, d]
+                vr[r, g, d] = v[i, g, d]
+
+
+@njit(cache=True, nogil=True)
+def ring_attention(q, kr, vr, pos, n, window, scale, out, h0, h1, s):
+    """q [T, H, hd]: rows 0..n at positions pos..pos+n-1, query heads h0..h1. Keys / values of
+    positions p are at row p % R of the rings kr, vr [R, Hkv, hd] (ring_store); query i sees
+    positions j with  pos + i - window < j <= pos + i  (R >= window + n - 1 keeps them all).
+    out [T, H, hd]; s: float32 scratch of >= window values."""
+    H = q.shape[1]
+    hd = q.shape[2]
+    R = kr.shape[0]
+    group = H // kr.shape[1]
+    for i in range(n):
+        hi = pos + i
+        lo = max(hi - window + 1, 0)
+        for h in range(h0, h1):
+            kh = h // group
+            mx = -np.inf
+            r = lo % R
+            for j in range(hi - lo + 1):
+                acc = np.float32(0.0)
+                for d in range(hd):
+                    acc += q[i, h, d] * kr[r, kh, d]
+                acc *= scale
+                s[j] = acc
+                if acc > mx:
+                    mx = acc
+                r = r + 1 if r + 1 < R else 0
+            tot = 0.0
+            for j in range(hi - lo + 1):
+                e = np.float32(math.exp(s[j] - mx))
+                s[j] = e
+                tot += e
+            inv = np.float32(1.0 / tot)
             for d in range(hd):
-                acc += q[i, h, d] * k[j, kh, d]
-            acc *= scale
-            s[j - lo] = acc
-            if acc > mx:
-                mx = acc
-        tot = 0.0
-        for j in range(hi - lo + 1):
-            e = np.float32(math.exp(s[j] - mx))
-            s[j] = e
-            tot += e
-        inv = np.float32(1.0 / tot)
-        for d in range(hd):
-            out[i, h, d] = 0.0
-        for j in range(lo, hi + 1):
-            p = s[j - lo] * inv
-            for d in range(hd):
-                out[i, h, d] += p * v[j, kh, d]
+                out[i, h, d] = 0.0
+            r = lo % R
+            for j in range(hi - lo + 1):
+                p = s[j] * inv
+                for d in range(hd):
+                    out[i, h, d] += p * vr[r, kh, d]
+                r = r + 1 if r + 1 < R else 0
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})

@@ -9,7 +9,7 @@ GEMM with M = T. The whole decoder is causal, so one code path serves both uses:
 
 CodecStream keeps, per layer, only what the next frames need (docs/model.md §7): conv left context
 ((k-1)*d rows), transposed-conv carry (k-s rows), the transformer's K/V for the last
-sliding_window-1 frames, and the absolute position. Memory and per-frame work are constant.
+sliding_window-1 frames (a ring with room for one chunk more), and the absolute position. Memory and per-frame work are constant.
 decode() is a fresh stream fed in chunks of `chunk_frames` (bounded scratch memory); the output
 is identical to a single full forward pass up to float32 rounding.
 
@@ -19,7 +19,9 @@ projects the sum with the group's output_proj (codebooks read in place); SnakeBe
 and 1/(exp(beta)+1e-9) are precomputed. Layouts:
   stride-1 convs    tap-major copy [k*Cin, Cout]           (im2col + one BLAS GEMM)
   transposed convs  as stored, [Cin, Cout*k]               (BLAS GEMM + overlap-add with carry)
-  transformer       as stored, [out, in]                   (numba few-row kernel, <= chunk rows)
+  transformer       as stored, [out, in]                   (numba few-row kernel, <= chunk rows;
+                                                            one parallel region per push,
+                                                            kernels/codec_tfm.py)
   ConvNeXt linears  copy [in, out]                          (BLAS GEMM)
 
 Reduced precision (Codec.load(precision=...), docs/kernels.md §6): the groups named by
@@ -41,6 +43,7 @@ from ..errors import EdgeTTSError
 from ..gguf.names import GGUFView
 from .config import CodecConfig
 from ..kernels import codec_attn as ka
+from ..kernels import codec_tfm
 from ..kernels import conv as kc
 from ..kernels.gemm_rows import Panels
 from ..kernels.memory import release_pages
@@ -257,6 +260,11 @@ class CodecDecoder:
         self.norm_w = get(t + "norm.weight")
         self.out_w = _lin(get(t + "output_proj.weight", True, True), tr)
         self.out_b = get(t + "output_proj.bias")
+        # the transformer's push in one parallel region (kernels/codec_tfm.py) where its matrices
+        # are as stored; packed (reduced-precision) ones keep CodecStream's per-op path
+        self.tfm = codec_tfm.weights(self.in_w, self.in_b, self.layers, self.norm_w, self.out_w,
+                                     self.out_b, cfg.rms_norm_eps, cfg.num_attention_heads,
+                                     cfg.num_key_value_heads, cfg.head_dim, cfg.sliding_window)
 
         # upsampler: transposed conv (k = s = ratio) + ConvNeXt
         self.upsample = []
@@ -394,7 +402,7 @@ class CodecDecoder:
                 for x in vars(v).values():
                     add(x)
         for k, v in vars(self).items():
-            if k != "cfg":
+            if k not in ("cfg", "tfm"):  # tfm: views of the arrays above
                 add(v)
         return tot
 
@@ -415,11 +423,13 @@ class CodecStream:
         d, cfg = self.dec, self.dec.cfg
         self.pos = 0
         self.pre_st = d.pre_conv.state()
-        W = max(cfg.sliding_window - 1, 0)
-        kvw = cfg.num_key_value_heads * cfg.head_dim
-        self.kcache = np.zeros((len(d.layers), W, kvw), np.float32)
-        self.vcache = np.zeros((len(d.layers), W, kvw), np.float32)
-        self.n_past = 0
+        # the transformer's keys / values: position p at row p % R of a ring holding the
+        # sliding window's sliding_window - 1 past frames and a push's new ones
+        R = max(cfg.sliding_window - 1, 0) + self.max_chunk
+        shape = (len(d.layers), R, cfg.num_key_value_heads, cfg.head_dim)
+        self.kring = np.zeros(shape, np.float32)
+        self.vring = np.zeros(shape, np.float32)
+        self.tfm_scratch: dict = {}  # n4 -> codec_tfm.TfmScratch
         self.up_st = [(u.tconv.state(), np.zeros((u.dw_ctx, cfg.latent_dim), np.float32))
                       for u in d.upsample]
         self.dec0_st = d.dec0.state()
@@ -511,16 +521,37 @@ class CodecStream:
     def _transformer(self, x):
         d, cfg = self.dec, self.dec.cfg
         n = x.shape[0]
+        cos, sin = rope_cos_sin(np.arange(self.pos, self.pos + n), cfg.head_dim, cfg.rope_theta)
+        if d.tfm is not None and self.fused:
+            y = self._transformer_fused(x, cos, sin)
+        else:
+            y = self._transformer_per_op(x, cos, sin)
+        self.pos += n
+        return y
+
+    fused = True  # the one-region transformer push where the decoder has one (tests turn it off)
+
+    def _transformer_fused(self, x, cos, sin):
+        n = x.shape[0]
+        n4 = -(-n // 4) * 4
+        S = self.tfm_scratch.get(n4)
+        if S is None:
+            S = self.tfm_scratch[n4] = codec_tfm.scratch(self.dec.tfm, n4)
+        S.x[:n] = x
+        codec_tfm.push(self.rows.threads, self.dec.tfm, S, self.kring, self.vring, cos, sin, self.pos, n)
+        return S.y[:n].copy()
+
+    def _transformer_per_op(self, x, cos, sin):
+        d, cfg = self.dec, self.dec.cfg
+        n = x.shape[0]
         H, Hkv, hd = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
-        W = self.kcache.shape[1]
         eps = np.float32(cfg.rms_norm_eps)
         lin = self.rows.lin
         h = lin(x, d.in_w)
         h += d.in_b
-        cos, sin = rope_cos_sin(np.arange(self.pos, self.pos + n), hd, cfg.rope_theta)
         a = np.empty_like(h)
         att = np.empty((n, H, hd), np.float32)
-        n_past = self.n_past
+        scores = np.empty(max(cfg.sliding_window, 1), np.float32)
         scale = np.float32(hd ** -0.5)
         for li, L in enumerate(d.layers):
             ka.rms_norm(h, L.attn_norm, eps, a)
@@ -530,9 +561,9 @@ class CodecStream:
             v = qkv[:, (H + Hkv) * hd:].reshape(n, Hkv, hd)
             ka.rope_rotate(q, cos, sin)
             ka.rope_rotate(k, cos, sin)
-            kall = np.concatenate([self.kcache[li, W - n_past:].reshape(n_past, Hkv, hd), k], 0)
-            vall = np.concatenate([self.vcache[li, W - n_past:].reshape(n_past, Hkv, hd), v], 0)
-            ka.window_attention(q, kall, vall, n_past, cfg.sliding_window, scale, att)
+            ka.ring_store(self.kring[li], self.vring[li], k, v, self.pos, n, 0, Hkv)
+            ka.ring_attention(q, self.kring[li], self.vring[li], self.pos, n, cfg.sliding_window,
+                              scale, att, 0, H, scores)
             o = lin(att.reshape(n, H * hd), L.o)
             ks.scale_residual(h, o, _ZERO(h.shape[1]), L.attn_scale)
             ka.rms_norm(h, L.ffn_norm, eps, a)
@@ -541,15 +572,6 @@ class CodecStream:
             ka.silu_mul(g, gu[:, gu.shape[1] // 2:])
             m = lin(g, L.down)
             ks.scale_residual(h, m, _ZERO(h.shape[1]), L.ffn_scale)
-            # keep the last W frames of K/V (a window of sliding_window - 1 past frames)
-            if W > 0:
-                kf = kall.reshape(-1, Hkv * hd)
-                vf = vall.reshape(-1, Hkv * hd)
-                keep = min(W, kf.shape[0])
-                self.kcache[li, W - keep:] = kf[kf.shape[0] - keep:]
-                self.vcache[li, W - keep:] = vf[vf.shape[0] - keep:]
-        self.n_past = min(W, n_past + n)
-        self.pos += n
         ka.rms_norm(h, d.norm_w, eps, a)
         y = lin(a, d.out_w)
         y += d.out_b
