@@ -53,6 +53,8 @@ class TfmWeights(NamedTuple):
     eps: np.float32
     n_heads: int
     n_kv_heads: int
+    head_dim: int
+    ffn: int                # I
     window: int             # sliding window (keys per query, itself included)
     scale: np.float32       # hd ** -0.5
 
@@ -101,15 +103,16 @@ def weights(in_w, in_b, layers, norm_w, out_w, out_b, eps, n_heads, n_kv_heads, 
                       vecs("attn_norm"), vecs("attn_scale"), vecs("ffn_norm"), vecs("ffn_scale"),
                       np.asarray(norm_w, np.float32), bits(out_w), np.asarray(out_b, np.float32),
                       np.zeros(D, np.float32), np.float32(eps), int(n_heads), int(n_kv_heads),
-                      int(window), np.float32(head_dim ** -0.5))
+                      int(head_dim), int(layers[0].down.shape[1]), int(window),
+                      np.float32(head_dim ** -0.5))
 
 
 def scratch(W: TfmWeights, n4: int) -> TfmScratch:
+    """(Sizes from W's plain fields: indexing a typed List from Python compiles its methods in
+    every process, ~0.3 s.)"""
     L = W.attn_norm.shape[0]
     D, C = W.in_w.shape
-    H, Hkv = W.n_heads, W.n_kv_heads
-    hd = W.o[0].shape[1] // H
-    I = W.down[0].shape[1]
+    H, Hkv, hd, I = W.n_heads, W.n_kv_heads, W.head_dim, W.ffn
     qkv = np.zeros((n4, H + 2 * Hkv, hd), np.float32)
     att = np.zeros((n4, H, hd), np.float32)
     return TfmScratch(np.zeros((n4, C), np.float32), np.zeros((n4, D), np.float32),
