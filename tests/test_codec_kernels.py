@@ -161,3 +161,20 @@ def test_panel_gemm(M, K, panels):
     np.testing.assert_array_equal(out[:M], y)
     into = np.zeros((M, N), np.float32)
     assert p.matmul(x, into) is into and np.array_equal(into, y)
+
+
+@pytest.mark.parametrize("M,K,panels", [(1, 7, 1), (5, 33, 2), (64, 300, 2)])
+def test_panel_gemm_f16(M, K, panels):
+    """float16 panels (a checkpoint's F16 weights as stored) widen in registers: the products of
+    the float32 panels of the widened weight, bit for bit, from half the bytes."""
+    from edgetts.kernels.gemm_rows import COLS, Panels
+
+    N = panels * COLS
+    x, w16 = _r(M, K), _r(K, N).astype(np.float16)
+    p16, p32 = Panels(w16), Panels(w16.astype(np.float32))
+    assert p16.wp.dtype == np.uint16 and p16.nbytes * 2 == p32.nbytes
+    y = p16.matmul(x)
+    assert np.array_equal(y, p32.matmul(x))
+    np.testing.assert_allclose(y, x.astype(np.float64) @ w16.astype(np.float64), rtol=1e-5, atol=1e-4)
+    for m in range(M):
+        np.testing.assert_array_equal(p16.matmul(x[m:m + 1])[0], y[m])

@@ -229,3 +229,34 @@ def test_bf16_weights():
     c_f32 = Codec.load(checkpoint_from_tensors(as_f32, ODD_CONFIG), precision="f32")
     codes = _codes(c_f32, 6, 5)
     assert np.array_equal(c_bf16.decode(codes), c_f32.decode(codes))
+
+
+def test_f16_few_row_products_read_f16_exactly():
+    """F16-stored weights of the few-row stages (upsampler, decoder.0, first block's transposed
+    conv) stay float16 in the panel kernel: the output equals, bit for bit, that of a float32
+    checkpoint holding the widened values, with half the bytes for those weights."""
+    from edgetts.kernels.gemm_rows import Panels
+    from edgetts.models.codec import Codec, CodecDecoder
+
+    dc = dict(ODD_CONFIG, latent_dim=64, decoder_dim=64, upsample_rates=[4, 2], upsampling_ratios=[2],
+              hidden_size=32, num_attention_heads=4, num_key_value_heads=4, head_dim=8)
+    t16 = random_codec_tensors(dc, seed=9, dtype=np.float16)
+    t32 = {k: v.astype(np.float32) for k, v in t16.items()}
+    few = CodecDecoder.few_row_groups(_cfg(dc))
+    assert few == {"upsample0.tconv", "upsample0.pwconv", "decoder.0", "block0.tconv"}
+    for precision in ("f32", "auto"):
+        c16 = Codec.load(checkpoint_from_tensors(t16, dc), precision=precision)
+        d = c16.decoder
+        panels = [d.upsample[0].tconv.w, d.upsample[0].pw1, d.upsample[0].pw2, d.dec0.w, d.blocks[0].tconv.w]
+        assert all(isinstance(p, Panels) and p.wp.dtype == np.uint16 for p in panels)
+    c16 = Codec.load(checkpoint_from_tensors(t16, dc), precision="f32")
+    c32 = Codec.load(checkpoint_from_tensors(t32, dc), precision="f32")
+    assert c32.decoder.dec0.w.wp.dtype == np.float32
+    codes = _codes(c16, 13, 5)
+    assert np.array_equal(c16.decode(codes), c32.decode(codes))
+    assert c16.decoder.weight_bytes < c32.decoder.weight_bytes
+
+
+def _cfg(dc):
+    from edgetts.models.config import CodecConfig
+    return CodecConfig.from_checkpoint(checkpoint_from_tensors({}, dc))

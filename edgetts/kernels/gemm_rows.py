@@ -15,6 +15,11 @@ column split the caller makes: a row's result does not depend on the rows that c
 gemm_panels(x, wp, out, p0, p1): out[:M, p0*COLS:p1*COLS] = x[:M] @ W[:, p0*COLS:p1*COLS] with
 wp = pack_panels(W) (done once at load); x [M, K] with M a multiple of R (pad with zeros), all
 float32 C-contiguous, N % COLS == 0.
+
+W may be float16 (a checkpoint's F16 weights as stored): its panels hold the float16 bits
+(uint16) and the kernel widens each loaded vector in registers (vcvtph2ps). The widening is
+exact, so the products equal those of the float32 panels of the widened weight bit for bit,
+from half the bytes: at a few rows, where the kernel runs at memory speed, about twice as fast.
 """
 from __future__ import annotations
 
@@ -47,6 +52,8 @@ COLS = V * LANES                     # columns per tile
 
 _I64, _F32 = ir.IntType(64), ir.FloatType()
 _VF = ir.VectorType(_F32, LANES)
+_VH = ir.VectorType(ir.IntType(16), LANES)    # float16 bits
+_VHF = ir.VectorType(ir.HalfType(), LANES)
 
 
 def _tile(nv: int):
@@ -54,9 +61,11 @@ def _tile(nv: int):
 
     @intrinsic
     def tile(typingctx, x, w, out, m, cw, co, K):
-        if not all(isinstance(a, types.Array) and a.ndim == 2 and a.layout == "C" and a.dtype == types.float32
-                   for a in (x, w, out)):
+        if not all(isinstance(a, types.Array) and a.ndim == 2 and a.layout == "C" for a in (x, w, out)):
             return None
+        if x.dtype != types.float32 or out.dtype != types.float32 or w.dtype not in (types.float32, types.uint16):
+            return None
+        f16 = w.dtype == types.uint16  # float16 bits
 
         def codegen(context, builder, sig, args):
             xa, wa, oa, m_, cw_, co_, k_ = args
@@ -92,7 +101,12 @@ def _tile(nv: int):
                 for a in row:
                     a.add_incoming(ir.Constant(_VF, None), entry)
             wrow = builder.add(builder.mul(k, w_cols), cw)
-            wv = [vload(wp, builder.add(wrow, ir.Constant(_I64, LANES * j))) for j in range(nv)]
+            if f16:
+                wv = [builder.fpext(builder.bitcast(builder.load(builder.bitcast(
+                    builder.gep(wp, [builder.add(wrow, ir.Constant(_I64, LANES * j))]), _VH.as_pointer()),
+                    align=2), _VHF), _VF) for j in range(nv)]
+            else:
+                wv = [vload(wp, builder.add(wrow, ir.Constant(_I64, LANES * j))) for j in range(nv)]
             nxt = []
             for i in range(R):
                 xv = bcast(builder.load(builder.gep(xp, [builder.add(xrow[i], k)])))
@@ -129,12 +143,13 @@ _tile_wide = _tile(V)
 
 def pack_panels(w):
     """float32 [K, N] (N % COLS == 0) -> [N // COLS, K, COLS]: each panel of COLS columns one
-    contiguous run. Read in place, a panel's rows sit N * 4 bytes apart: a power-of-two stride
+    contiguous run (float16 [K, N] -> the same of its bits, uint16). Read in place, a panel's rows sit N * 4 bytes apart: a power-of-two stride
     that maps them all onto a few cache sets, so a panel did not stay cached between row tiles
     (64 rows: 1.0 GB/s)."""
     K, N = w.shape
-    out = np.empty((N // COLS, K, COLS), np.float32)
-    _pack(np.asarray(w, np.float32), out)  # (numpy's strided copy of the transpose: ~0.5 GB/s)
+    w = np.asarray(w).view(np.uint16) if w.dtype == np.float16 else np.asarray(w, np.float32)
+    out = np.empty((N // COLS, K, COLS), w.dtype)
+    _pack(w, out)  # (numpy's strided copy of the transpose: ~0.5 GB/s)
     return out
 
 
@@ -157,18 +172,20 @@ def gemm_panels(x, wp, out, p0, p1):
 
 
 class Panels:
-    """A float32 weight [K, N] held as pack_panels(w) for gemm_panels: the codec's few-row
-    products (models/codec.py picks them). matmul(a, out, par) = a @ w, the panels split over
-    the threads when par (kernels/pool.Rows.par) is given."""
+    """A float32 or float16 weight [K, N] held as pack_panels(w) for gemm_panels: the codec's
+    few-row products (models/codec.py picks them). matmul(a, out, par) = a @ w (float32), the
+    panels split over the threads when par (kernels/pool.Rows.par) is given."""
 
     def __init__(self, w: np.ndarray):
         self.K, self.N = w.shape
         self.shape, self.dtype = (self.K, self.N), np.dtype(np.float32)
-        self.wp = pack_panels(np.asarray(w, np.float32))
+        self.wp = pack_panels(w)
+        self.nbytes = self.wp.nbytes
 
     @staticmethod
     def fits(w) -> bool:
-        return isinstance(w, np.ndarray) and w.ndim == 2 and w.dtype == np.float32 and w.shape[1] % COLS == 0
+        return (isinstance(w, np.ndarray) and w.ndim == 2 and w.dtype in (np.float32, np.float16)
+                and w.shape[1] % COLS == 0)
 
     def matmul(self, a: np.ndarray, out: np.ndarray | None = None, par=None) -> np.ndarray:
         M = a.shape[0]

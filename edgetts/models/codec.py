@@ -69,7 +69,7 @@ class _Conv:
 
     TILE_FLOATS = 1 << 21  # im2col floats (8 MB) above which run() works in row tiles
 
-    def __init__(self, w_torch, bias, dilation=1, reduce=None):
+    def __init__(self, w_torch, reduce=None, *, bias, dilation=1):
         self.cout, self.cin, self.k = w_torch.shape
         self.d = dilation
         # tap-major copy [k*Cin, Cout] (im2col order), or that packed for a reduced-precision kernel
@@ -119,7 +119,7 @@ class _Conv:
 
 
 class _TransConv:
-    def __init__(self, w_torch, bias, stride, reduce=None):
+    def __init__(self, w_torch, reduce=None, *, bias, stride):
         self.cin, self.cout, self.k = w_torch.shape
         self.s = int(stride)
         if self.k < self.s:
@@ -198,6 +198,17 @@ class CodecDecoder:
         get = self._getter(view, keep_f16)
         # per layer group: None (float32 as today) or a packer to a reduced-precision kernel
         red = plan_precision(precision, cfg)
+        few = self.few_row_groups(cfg)
+
+        def mat(name, group):
+            """A matrix (stored shape) and its packer. The few-row groups' F16 weights stay float16
+            where float32 is asked for or auto chooses: the panel kernel widens them in registers
+            (the float32 products, bit for bit, from half the bytes; at a few rows per frame it
+            runs at memory speed, where the reduced-precision kernels read 4 bytes a weight)."""
+            r = red(group)
+            if group in few and name in view and view[name].dtype == "F16" and (r is None or precision == "auto"):
+                return get(name, True, True), None
+            return get(name, True), r
 
         # RVQ (spec/codec.md 3.2): z = W_first . sum(first group's rows) + W_rest . sum(rest's),
         # the codebooks read in place from the file's memory map (F32 there: only the rows that
@@ -225,8 +236,8 @@ class CodecDecoder:
             raise EdgeTTSError("codec: the RVQ output projections differ in width")
         self.codebook_dim = cdim
 
-        self.pre_conv = _Conv(get("tok_dec.pre_conv.weight", True), get("tok_dec.pre_conv.bias"),
-                              reduce=red("pre_conv"))
+        self.pre_conv = _Conv(get("tok_dec.pre_conv.weight", True), red("pre_conv"),
+                              bias=get("tok_dec.pre_conv.bias"))
 
         # transformer
         t = "tok_dec.pre_tfm."
@@ -272,21 +283,20 @@ class CodecDecoder:
             p = f"tok_dec.upsample.{u}."
             dw = get(p + "dwconv.weight")  # [C, 1, k]
             self.upsample.append(_Upsample(
-                tconv=_TransConv(get(p + "conv.weight", True), get(p + "conv.bias"), ratio,
-                                 reduce=red(f"upsample{u}.tconv")),
+                tconv=_TransConv(*mat(p + "conv.weight", f"upsample{u}.tconv"), bias=get(p + "conv.bias"),
+                                 stride=ratio),
                 dw_w=np.ascontiguousarray(dw[:, 0, :].T), dw_b=get(p + "dwconv.bias"),
                 dw_ctx=dw.shape[2] - 1,
                 norm_w=get(p + "norm.weight"), norm_b=get(p + "norm.bias"),
-                pw1=_pw(get(p + "pwconv1.weight", True), red(f"upsample{u}.pwconv")),
+                pw1=_pw(*mat(p + "pwconv1.weight", f"upsample{u}.pwconv")),
                 pw1_b=get(p + "pwconv1.bias"),
-                pw2=_pw(get(p + "pwconv2.weight", True), red(f"upsample{u}.pwconv")),
+                pw2=_pw(*mat(p + "pwconv2.weight", f"upsample{u}.pwconv")),
                 pw2_b=get(p + "pwconv2.bias"),
                 gamma=get(p + "gamma"),
             ))
 
         # wave decoder
-        self.dec0 = _Conv(get("tok_dec.dec.0.conv.weight", True), get("tok_dec.dec.0.conv.bias"),
-                          reduce=red("decoder.0"))
+        self.dec0 = _Conv(*mat("tok_dec.dec.0.conv.weight", "decoder.0"), bias=get("tok_dec.dec.0.conv.bias"))
         self.blocks = []
         for bi, rate in enumerate(cfg.upsample_rates):
             p = f"tok_dec.dec.{bi + 1}."
@@ -296,25 +306,25 @@ class CodecDecoder:
                 r = f"{p}res.{j}."
                 units.append(_ResUnit(
                     act1=_snake_params(get(r + "act1.alpha"), get(r + "act1.beta")),
-                    conv1=_Conv(get(r + "conv1.weight", True), get(r + "conv1.bias"), dilation=3 ** j,
-                                reduce=red(f"block{bi}.conv1")),
+                    conv1=_Conv(get(r + "conv1.weight", True), red(f"block{bi}.conv1"),
+                                bias=get(r + "conv1.bias"), dilation=3 ** j),
                     act2=_snake_params(get(r + "act2.alpha"), get(r + "act2.beta")),
-                    conv2=_Conv(get(r + "conv2.weight", True), get(r + "conv2.bias"),
-                                reduce=red(f"block{bi}.conv2")),
+                    conv2=_Conv(get(r + "conv2.weight", True), red(f"block{bi}.conv2"),
+                                bias=get(r + "conv2.bias")),
                 ))
                 j += 1
             self.blocks.append(_Block(
                 snake=_snake_params(get(p + "snake.alpha"), get(p + "snake.beta")),
-                tconv=_TransConv(get(p + "conv_t.weight", True), get(p + "conv_t.bias"), rate,
-                                 reduce=red(f"block{bi}.tconv")),
+                tconv=_TransConv(*mat(p + "conv_t.weight", f"block{bi}.tconv"), bias=get(p + "conv_t.bias"),
+                                 stride=rate),
                 units=units,
             ))
         self._few_rows(cfg)
         nb = len(cfg.upsample_rates)
         self.final_snake = _snake_params(get(f"tok_dec.dec.{nb + 1}.snake.alpha"),
                                          get(f"tok_dec.dec.{nb + 1}.snake.beta"))
-        self.final_conv = _Conv(get(f"tok_dec.dec.{nb + 2}.conv.weight", True),
-                                get(f"tok_dec.dec.{nb + 2}.conv.bias"), reduce=red("final"))
+        self.final_conv = _Conv(get(f"tok_dec.dec.{nb + 2}.conv.weight", True), red("final"),
+                                bias=get(f"tok_dec.dec.{nb + 2}.conv.bias"))
         self._check()
 
     # Products whose input has at most this many rows per code frame (the upsampler, decoder.0,
@@ -323,6 +333,24 @@ class CodecDecoder:
     # sgemm's speed at 4 rows, 1.2-1.7x at 16, equal at 64. Every row rounds alike whatever the
     # push size.
     FEW_ROWS_PER_FRAME = 4
+
+    @classmethod
+    def few_row_groups(cls, cfg) -> set:
+        """The precision groups (codec_precision) of those products."""
+        few, r = set(), 1
+        for u, ratio in enumerate(cfg.upsampling_ratios):
+            if r <= cls.FEW_ROWS_PER_FRAME:
+                few.add(f"upsample{u}.tconv")
+            r *= ratio
+            if r <= cls.FEW_ROWS_PER_FRAME:
+                few.add(f"upsample{u}.pwconv")
+        if r <= cls.FEW_ROWS_PER_FRAME:
+            few.add("decoder.0")
+        for bi, rate in enumerate(cfg.upsample_rates):
+            if r <= cls.FEW_ROWS_PER_FRAME:
+                few.add(f"block{bi}.tconv")
+            r *= rate
+        return few
 
     def _few_rows(self, cfg):
         def few(w):
@@ -659,11 +687,9 @@ def _f32_or_packed(w):
 
 def _packed(src, w, reduce, taps=1):
     """w (src laid out for the float32 kernels), or w packed by reduce; then the pages of a
-    file-mapped src are released (the packed copy is the resident one)."""
-    if reduce is None:
-        return w
-    p = reduce(w, taps)
-    if p is not w:
+    file-mapped src are released when the result is a copy (the copy is the resident one)."""
+    p = w if reduce is None else reduce(w, taps)
+    if not isinstance(p, np.ndarray) or not np.may_share_memory(p, src):
         release_pages(np.asarray(src))
     return p
 

@@ -6,7 +6,10 @@ decoder.0, block{b}.tconv, block{b}.conv1, block{b}.conv2, final.
 precision:
   "f32"   every product in float32 through BLAS / the numba few-row kernel (exact path; parity tests)
   "auto"  AUTO_KIND below for every group but AUTO_F32 where this CPU has that kernel (AMX-BF16),
-          float32 everywhere otherwise
+          float32 everywhere otherwise; and where the checkpoint stores F16 weights (the GGUF
+          files), the few-row groups (CodecDecoder.few_row_groups: the upsampler, decoder.0, the
+          first block's transposed conv) read them as stored in float32 math (exact, half the
+          bytes of a bf16x3 pair: one-frame push 35.5 -> 30.9 ms here, one-shot ~4 % slower)
   "int8" / "bf16" / "bf16x3"  that kernel for every group it applies to
   a dict {group: "f32" | "int8" | "bf16" | "bf16x3"}  (bench/codec.py's per-group error table;
           unnamed groups stay float32)
