@@ -9,7 +9,8 @@ GEMM with M = T. The whole decoder is causal, so one code path serves both uses:
 
 CodecStream keeps, per layer, only what the next frames need (docs/model.md §7): conv left context
 ((k-1)*d rows), transposed-conv carry (k-s rows), the transformer's K/V for the last
-sliding_window-1 frames (a ring with room for one chunk more), and the absolute position. Memory and per-frame work are constant.
+sliding_window-1 frames (a ring with room for one chunk more), and the absolute position.
+Memory and per-frame work are constant.
 decode() is a fresh stream fed in chunks of `chunk_frames` (bounded scratch memory); the output
 is identical to a single full forward pass up to float32 rounding.
 
@@ -319,7 +320,7 @@ class CodecDecoder:
                                  stride=rate),
                 units=units,
             ))
-        self._few_rows(cfg)
+        self._few_rows(few)
         nb = len(cfg.upsample_rates)
         self.final_snake = _snake_params(get(f"tok_dec.dec.{nb + 1}.snake.alpha"),
                                          get(f"tok_dec.dec.{nb + 1}.snake.beta"))
@@ -352,26 +353,24 @@ class CodecDecoder:
             r *= rate
         return few
 
-    def _few_rows(self, cfg):
-        def few(w):
+    def _few_rows(self, few: set):
+        """Put the few-row groups' float weights on panels (few: few_row_groups)."""
+        def panels(w):
             if not Panels.fits(w):
                 return w
             p = Panels(w)
             release_pages(w)  # a weight read in place from the file: the panels are its copy now
             return p
-        r = 1  # rows per code frame at this point of the decoder
-        for u, ratio in zip(self.upsample, cfg.upsampling_ratios):
-            if r <= self.FEW_ROWS_PER_FRAME:
-                u.tconv.w = few(u.tconv.w)
-            r *= ratio
-            if r <= self.FEW_ROWS_PER_FRAME:
-                u.pw1, u.pw2 = few(u.pw1), few(u.pw2)
-        if r <= self.FEW_ROWS_PER_FRAME:
-            self.dec0.w = few(self.dec0.w)
-        for blk, rate in zip(self.blocks, cfg.upsample_rates):
-            if r <= self.FEW_ROWS_PER_FRAME:
-                blk.tconv.w = few(blk.tconv.w)
-            r *= rate
+        for ui, u in enumerate(self.upsample):
+            if f"upsample{ui}.tconv" in few:
+                u.tconv.w = panels(u.tconv.w)
+            if f"upsample{ui}.pwconv" in few:
+                u.pw1, u.pw2 = panels(u.pw1), panels(u.pw2)
+        if "decoder.0" in few:
+            self.dec0.w = panels(self.dec0.w)
+        for bi, blk in enumerate(self.blocks):
+            if f"block{bi}.tconv" in few:
+                blk.tconv.w = panels(blk.tconv.w)
 
     @staticmethod
     def _getter(view, keep_f16=False):
