@@ -130,6 +130,22 @@ def test_head_rmsnorm_rope(hd, pos):
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("hd", [1, 6, 13, 64, 128])
+def test_dot4_is_dot(hd):
+    """The vector four-key dot (_dot4, an LLVM intrinsic) gives each key _dot's scalar result bit
+    for bit (its eight partial sums as lanes, the tail on the first), and the true dot closely."""
+    @njit
+    def four(q, k):
+        return T._dot4(q, k[0], k[1], k[2], k[3], q.shape[0])
+
+    q = rng.standard_normal(hd).astype(np.float32)
+    k = rng.standard_normal((4, hd)).astype(np.float32)
+    got = np.array(four(q, k), np.float32)
+    one = np.array([T._dot(q, k[r], hd) for r in range(4)], np.float32)
+    np.testing.assert_array_equal(got, one)
+    np.testing.assert_allclose(got, k.astype(np.float64) @ q.astype(np.float64), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("nh,nkv,hd,L,pos0,cap", [(4, 2, 16, 5, 0, 8), (3, 1, 6, 1, 9, 16),
                                                   (2, 2, 8, 3, 4, 32), (4, 2, 8, 1, 11, 5)])
 def test_qkv_attention(nh, nkv, hd, L, pos0, cap):
