@@ -21,6 +21,8 @@ import json
 import math
 import os
 import struct
+from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -292,6 +294,51 @@ def _ggml_type_name(t: int) -> str:
 _MAX_NESTING = 8   # arrays of arrays: deeper than any real file, shallow enough for the stack
 
 
+def _utf8(buf, start: int, end: int) -> str:
+    """The GGUF string whose u64 length sits at buf[start] and which ends at buf[end]."""
+    return bytes(buf[start + 8:end]).decode("utf-8", errors="replace")
+
+
+class StringArray(Sequence):
+    """A long GGUF string array, decoded on access from the file's mapping (a talker file's ~150k
+    tokenizer tokens and merges as Python strings held ~30 MB for a model's whole life; they are
+    read once, to build the tokenizer). Compares equal to a list of the same strings."""
+
+    LAZY_FROM = 4096   # entries; shorter arrays (speaker and language names) are plain lists
+
+    __slots__ = ("_buf", "_starts")
+
+    def __init__(self, buf: memoryview, starts: array):
+        self._buf, self._starts = buf, starts   # starts: entry i spans starts[i] .. starts[i + 1]
+
+    def __len__(self) -> int:
+        return len(self._starts) - 1
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError("string array index out of range")
+        i %= n
+        return _utf8(self._buf, self._starts[i], self._starts[i + 1])
+
+    def __iter__(self):
+        buf, st = self._buf, self._starts
+        for i in range(len(st) - 1):
+            yield _utf8(buf, st[i], st[i + 1])
+
+    def __eq__(self, other):
+        if isinstance(other, (StringArray, list, tuple)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"StringArray({len(self)} strings)"
+
+
 class _HeaderReader:
     """Sequential little-endian reader over the GGUF header bytes.
 
@@ -325,18 +372,21 @@ class _HeaderReader:
         if vtype == _V.ARRAY:
             etype, count = self.u32(), self.u64()
             if etype == _V.STRING:
-                buf, pos, out = self.buf, self.pos, []
+                buf, pos, starts = self.buf, self.pos, array("q")
                 try:
                     for _ in range(count):
                         (n,) = struct.unpack_from("<Q", buf, pos)
-                        out.append(bytes(buf[pos + 8:pos + 8 + n]).decode("utf-8", errors="replace"))
+                        starts.append(pos)
                         pos += 8 + n
                 except struct.error:
                     pos = len(buf) + 1
                 if pos > len(buf):
                     raise ValueError("header runs past the end of the file")
+                starts.append(pos)
                 self.pos = pos
-                return out
+                if count >= StringArray.LAZY_FROM:
+                    return StringArray(buf, starts)
+                return [_utf8(buf, starts[i], starts[i + 1]) for i in range(count)]
             if etype in _GGUF_SCALARS:
                 dt = np.dtype(_GGUF_SCALARS[etype]).newbyteorder("<")
                 return np.frombuffer(self.take(dt.itemsize * count), dtype=dt).tolist()

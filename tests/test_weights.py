@@ -169,6 +169,25 @@ def test_metadata_decodes_to_python_types(tmp_path):
     assert all(type(x) is str for x in m["a.strs"])
 
 
+def test_long_string_array_decodes_on_access(tmp_path):
+    """A string array of StringArray.LAZY_FROM entries or more (a tokenizer's vocabulary) stays
+    in the file until read, and reads like the list it was written from; short ones are lists."""
+    n = W.StringArray.LAZY_FROM + 3
+    strs = [f"t{i}" if i % 7 else f"é{i}\u2581" for i in range(n)]
+    strs[5] = ""
+    p = write_gguf(tmp_path / "m.gguf", "qwen3-tts", {"x": np.zeros(4, np.float32)},
+                   {"a.long": strs, "a.short": strs[:10]})
+    m = W.read_gguf(p).metadata
+    long = m["a.long"]
+    assert isinstance(long, W.StringArray) and type(m["a.short"]) is list
+    assert len(long) == n and long == strs and strs == long and list(long) == strs
+    assert long[0] == strs[0] and long[5] == "" and long[-1] == strs[-1] and long[7] == strs[7]
+    assert long[10:20:3] == strs[10:20:3]
+    assert long != strs[:-1] and long != strs[:-1] + ["other"]
+    with pytest.raises(IndexError):
+        long[n]
+
+
 # ------------------------------------------------------------------ truncated / corrupt
 def test_truncated_safetensors(tmp_path):
     p = tmp_path / "t.safetensors"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..errors import EdgeTTSError
 from ..gguf import constants as K
+from ..weights import StringArray
 
 # Qwen2 pre-tokenizer split pattern (as in Qwen's tokenizer.json)
 QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
@@ -85,6 +86,8 @@ class TextTokenizer:
 
         tokens = meta.get(K.TOKENIZER_TOKENS)
         merges = meta.get(K.TOKENIZER_MERGES)
+        # (long arrays come as weights.StringArray, decoded from the file on access: once here)
+        tokens, merges = (list(v) if isinstance(v, StringArray) else v for v in (tokens, merges))
         if not tokens or merges is None:
             raise EdgeTTSError(f"GGUF file has no text tokenizer ({K.TOKENIZER_TOKENS}, {K.TOKENIZER_MERGES})")
         types = meta.get(K.TOKENIZER_TOKEN_TYPE) or [K.TOKEN_TYPE_NORMAL] * len(tokens)
