@@ -29,7 +29,6 @@ from .busy import ModelLock
 from .errors import EdgeTTSError
 from .gguf import constants as K
 from .gguf.names import GGUFView
-from .kernels.memory import trim_heap
 from .kvcache import KVCache
 from .models import config as _config
 from .models.predictor import Predictor
@@ -97,7 +96,6 @@ class TTS:
         self.talker = Talker(view, cfg)
         self.predictor = Predictor(view, cfg)
         self.tokenizer = TextTokenizer.from_checkpoint(ck)
-        trim_heap()  # the tokenizer's build temporaries
         self._resolve_text_ids()
         t = cfg.talker
         self.cache = KVCache(t.n_layers, t.n_kv_heads, t.head_dim, 512)

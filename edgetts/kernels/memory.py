@@ -63,16 +63,3 @@ def lazy_zeros(shape, dtype) -> np.ndarray:
     buf = mmap.mmap(-1, max(n, 1), flags=mmap.MAP_PRIVATE)
     return np.frombuffer(buf, np.uint8, n).view(dtype).reshape(shape)
 
-
-def trim_heap() -> None:
-    """Hand the C heap's free memory back to the OS (glibc malloc_trim; elsewhere nothing).
-    Python's and the tokenizers library's temporaries of a model load (the tokenizer's
-    vocabulary and merges as Python objects) otherwise stay in the resident set: ~14 MB."""
-    global _libc
-    try:
-        if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)
-            _libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-        _libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
