@@ -22,12 +22,13 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from .activations_lm import silu
+from .matmul import PREFETCH_LOCALITY
 from .quant import f16_to_f32
 
 
 @intrinsic
 def prefetch_bytes(typingctx, a, off):
-    """Prefetch (read, locality 1) the cache line at byte offset `off` of array a's data."""
+    """Prefetch (read, matmul.PREFETCH_LOCALITY) the cache line at byte offset `off` of a's data."""
     def codegen(context, builder, sig, args):
         data = context.make_array(sig.args[0])(context, builder, value=args[0]).data
         p = builder.gep(builder.bitcast(data, ir.IntType(8).as_pointer()),
@@ -35,7 +36,7 @@ def prefetch_bytes(typingctx, a, off):
         fn = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer()] + [ir.IntType(32)] * 3),
             "llvm.prefetch.p0")
-        builder.call(fn, [p, ir.Constant(ir.IntType(32), 0), ir.Constant(ir.IntType(32), 1),
+        builder.call(fn, [p, ir.Constant(ir.IntType(32), 0), ir.Constant(ir.IntType(32), PREFETCH_LOCALITY),
                           ir.Constant(ir.IntType(32), 1)])
         return context.get_dummy_value()
     return types.none(a, off), codegen
