@@ -28,8 +28,6 @@ if str(_ROOT) not in sys.path:
 # call. Spinning workers take that out. Must be set before numba starts its OpenMP pool; an
 # explicit OMP_WAIT_POLICY in the environment wins. Recorded in run_info().
 os.environ.setdefault("OMP_WAIT_POLICY", "active")
-if os.environ["OMP_WAIT_POLICY"].lower() == "active":  # libgomp's own count for active; keeps
-    os.environ.setdefault("GOMP_SPINCOUNT", "30000000000")  # edgetts' short default out of it
 
 import numba  # noqa: E402
 

@@ -37,7 +37,6 @@ from pathlib import Path
 # not spin while the codec thread works on the other core). bench/_common sets "active" for the
 # kernel benchmarks; keep it out of the measured children unless the caller set it explicitly.
 _USER_OMP = os.environ.get("OMP_WAIT_POLICY")
-_USER_SPIN = os.environ.get("GOMP_SPINCOUNT")   # likewise edgetts' spin count (edgetts/__init__.py)
 
 _ROOT = Path(__file__).resolve().parents[1]
 _BENCH = Path(__file__).resolve().parent
@@ -126,11 +125,10 @@ def run_child(model: Path, threads: int, frames: int, runs: int, serial: bool, t
            "--threads", str(threads), "--frames", str(frames), "--runs", str(runs),
            "--spawn-time", repr(t)] + (["--serial"] if serial else [])
     env = dict(os.environ, PYTHONPATH=str(tree))
-    for key, user in (("OMP_WAIT_POLICY", _USER_OMP), ("GOMP_SPINCOUNT", _USER_SPIN)):
-        if user is None:  # each tree's edgetts picks its own default
-            env.pop(key, None)
-        else:
-            env[key] = user
+    if _USER_OMP is None:
+        env.pop("OMP_WAIT_POLICY", None)
+    else:
+        env["OMP_WAIT_POLICY"] = _USER_OMP
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(tree))
     for line in r.stdout.splitlines():
         if line.startswith("E2E_JSON "):

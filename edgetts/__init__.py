@@ -11,12 +11,6 @@ from importlib import metadata as _metadata
 # (~70 us x ~430 parallel regions per frame) is fewer regions per frame. Must be set before the
 # OpenMP runtime loads (first parallel call); an explicit user setting wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-# ...but a short spin (libgomp: GOMP_SPINCOUNT pause-loops, here ~0.1-0.5 ms) before a worker
-# sleeps: the prompt's prefill opens ~140 regions back to back (4 products + attention per
-# layer), each paying a passive wake-up. Talker prefill of 42 rows (0.6B Q4_0): 91 -> 83.5 ms
-# (spin counts 1000: 90.4; 100000: 83-93). Decoding opens 2 regions per frame, so a worker
-# spins at most ~1 ms per frame beside the codec.
-_os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 # The LM and the codec launch numba kernels from two Python threads at once (streaming): OpenMP
 # or TBB, which allow that, when one loads (edgetts/threading_layer.py). An explicit
 # NUMBA_THREADING_LAYER wins.
