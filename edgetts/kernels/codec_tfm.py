@@ -31,6 +31,7 @@ from .decoder import _claim, _finish, _release, _start, _wait, array_list, count
 from .snake import scale_residual
 
 CHUNK = 64   # output columns per claimed unit of a product (a multiple of 64: counters())
+PHASES_PER_LAYER = 5   # _program: q|k|v, attention, o, gate|up, down
 
 
 class TfmWeights(NamedTuple):
@@ -120,7 +121,8 @@ def scratch(W: TfmWeights, n4: int) -> TfmScratch:
                       att.reshape(n4, -1), np.zeros((n4, D), np.float32),
                       np.zeros((n4, 2 * I), np.float32), np.zeros((n4, I), np.float32),
                       np.zeros((n4, W.out_w.shape[0]), np.float32),
-                      np.zeros((Hkv, max(W.window, 1)), np.float32), counters(L, chunk=CHUNK))
+                      np.zeros((Hkv, max(W.window, 1)), np.float32),
+                      counters(L, chunk=CHUNK, phases_per_layer=PHASES_PER_LAYER))
 
 
 # ----------------------------------------------------------------------------- phases

@@ -47,7 +47,7 @@ KINDS = {"Q8_0": KIND_Q8_0, "Q4_0": KIND_Q4_0}
 SUPPORTED = ("Q8_0", KERNEL_ISA) in ROWS8  # the x86 and aarch64 8-row kernels
 CHUNK = 128           # rows per claimed unit of a product (multiple of 64); 64-256 measured alike
 SPINS = 0             # pause-spins before a waiting thread yields its core (0-2000 measured)
-PHASES_PER_LAYER = 5
+PHASES_PER_LAYER = 4
 SHARES = 8            # claim counters per phase (_claim); more threads than this share them
 STRIDE = 2 + SHARES   # int64 counters per phase
 CFG = 3               # ctr's tail: shares in use, rows per unit, pause-spins
@@ -316,25 +316,30 @@ def _attend_kv_head(qkv, kvh, n_heads, n_kv_heads, q_norm, k_norm, eps, cos_p, s
 def _layers(ph, W, S, x, pos, k_cache, v_cache, quantize_y, t):
     """Every layer for one row x at pos, from phase ph (layer 0's input already normed into S.h
     and quantized into S.xq); the last tail leaves S.y = final norm (quantized into S.xq when
-    quantize_y). Per layer 5 phases: qkv | attention (tail: quantize att) | o (tail: residual +
-    ffn norm + quantize) | gate|up + SwiGLU + quantize | down (tail: residual + next norm +
-    quantize). Returns the next phase."""
+    quantize_y). Per layer 4 phases: qkv + attention per kv head (its q, k, v rows, then its
+    attention; tail: quantize att) | o (tail: residual + ffn norm + quantize) | gate|up + SwiGLU
+    + quantize | down (tail: residual + next norm + quantize). Returns the next phase. The
+    head_dim is a multiple of ROWS (the callers check)."""
     ctr = S.ctr
     n_layers = W.attn_norm.shape[0]
     H = x.shape[1]
     A = S.att.shape[0]
     xq, xd, xs = S.xq, S.xd, S.xs
+    hd = k_cache.shape[3]
+    group = W.n_heads // W.n_kv_heads
+    koff = W.n_heads * hd
+    voff = koff + W.n_kv_heads * hd
     for li in range(n_layers):
         m = 4 * li
-        if _product(ctr, ph, W.kinds[m], W.P[m], W.rows[m], xq[:H], xd[:H // QK], xs[:H // QK], S.qkv, t):
-            _release(ctr, ph)
-        _wait(ctr, ph)
-        ph += 1
+        kind, p = W.kinds[m], W.P[m]
         last = False
-        while True:
+        while True:  # per kv head: its q, k and v rows of W_qkv . x, then its attention
             u = _claim(ctr, ph, W.n_kv_heads, t)
             if u < 0:
                 break
+            _rows(kind, p, H // QK, xq[:H], xd[:H // QK], xs[:H // QK], S.qkv, u * group * hd, (u + 1) * group * hd)
+            _rows(kind, p, H // QK, xq[:H], xd[:H // QK], xs[:H // QK], S.qkv, koff + u * hd, koff + (u + 1) * hd)
+            _rows(kind, p, H // QK, xq[:H], xd[:H // QK], xs[:H // QK], S.qkv, voff + u * hd, voff + (u + 1) * hd)
             _attend_kv_head(S.qkv, u, W.n_heads, W.n_kv_heads, W.q_norm[li], W.k_norm[li], W.eps,
                             W.cos[pos], W.sin[pos], pos, k_cache[li], v_cache[li], S.att, S.scores[u])
             last = _finish(ctr, ph, W.n_kv_heads) or last
@@ -456,13 +461,15 @@ def _start(ctr, n_threads):
     ctr[ctr.shape[0] - CFG] = max(1, min(n_threads, SHARES))
 
 
-def counters(n_layers: int, steps: int = 1, chunk: int = CHUNK, spins: int = SPINS) -> np.ndarray:
-    """The ctr work array of decoder_step / predictor_frame: STRIDE counters per phase (_claim),
-    then the shares in use (set per call), rows per claimed unit of a product (a multiple of 64)
-    and pause-spins before a waiting thread yields."""
+def counters(n_layers: int, steps: int = 1, chunk: int = CHUNK, spins: int = SPINS,
+             phases_per_layer: int = PHASES_PER_LAYER) -> np.ndarray:
+    """The ctr work array of decoder_step / predictor_frame (or another program of
+    phases_per_layer phases a layer and 2 more a step): STRIDE counters per phase (_claim), then
+    the shares in use (set per call), rows per claimed unit of a product (a multiple of 64) and
+    pause-spins before a waiting thread yields."""
     if chunk % 64:
         raise ValueError("chunk must be a multiple of 64")
-    ctr = np.zeros(STRIDE * steps * (PHASES_PER_LAYER * n_layers + 2) + CFG, np.int64)
+    ctr = np.zeros(STRIDE * steps * (phases_per_layer * n_layers + 2) + CFG, np.int64)
     ctr[-2], ctr[-1] = chunk, spins
     return ctr
 

@@ -62,4 +62,3 @@ def lazy_zeros(shape, dtype) -> np.ndarray:
     n = int(np.prod(shape)) * np.dtype(dtype).itemsize
     buf = mmap.mmap(-1, max(n, 1), flags=mmap.MAP_PRIVATE)
     return np.frombuffer(buf, np.uint8, n).view(dtype).reshape(shape)
-

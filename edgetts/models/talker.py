@@ -99,6 +99,8 @@ class Stack:
         if not mats or not all(self._x8_ok(m) for m in mats):
             return None
         c = self.cfg
+        if c.head_dim % ROWS:   # a kv head's q, k and v rows are whole 8-row groups (decoder._layers)
+            return None
         K = max(c.hidden, c.n_heads * c.head_dim)
         self._W = decoder.StackWeights(
             P=decoder.array_list([m.prepare()._x8 for m in mats]),
