@@ -60,91 +60,82 @@ def _dot(q, kr, hd):
     return ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7))
 
 
-def _lane_dots():
-    """Intrinsic dots(q, k0, k1, k2, k3, hd) -> 4 float32: _dot of q with each key row, the
-    eight partial sums of _dot as the eight lanes of one vector (p_i += q[j + i] k[j + i] is lane
-    i of a vector multiply-add: the same operations in the same order, bit for bit), the four
-    chains interleaved. LLVM does not pack _dot's loop-carried scalar sums into vectors itself
+@intrinsic
+def _dot4(typingctx, q, k0, k1, k2, k3, hd):
+    """_dot4(q, k0, k1, k2, k3, hd) -> 4 float32: _dot of q with each key row, the eight partial
+    sums of _dot as the eight lanes of one vector (p_i += q[j + i] k[j + i] is lane i of a
+    vector multiply-add: the same operations in the same order, bit for bit), the four chains
+    interleaved. LLVM does not pack _dot's loop-carried scalar sums into vectors itself
     (scalar vfmadd231ss, ~30 ns per key of 128 here). 1-D contiguous float32 rows."""
+    rows = (q, k0, k1, k2, k3)
+    if not isinstance(hd, types.Integer):
+        return None
+    if not all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
+               and a.dtype == types.float32 for a in rows):
+        return None
 
-    nk = 4
+    def codegen(context, builder, sig, args):
+        ptrs = [context.make_array(t)(context, builder, value=v).data for t, v in zip(sig.args[:-1], args[:-1])]
+        n = context.cast(builder, args[-1], sig.args[-1], types.int64)
+        vec = ir.VectorType(_F32, 8)
+        vfma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
+                                              "llvm.fmuladd.v8f32")
+        sfma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F32, [_F32] * 3),
+                                              "llvm.fmuladd.f32")
+        n8 = builder.and_(n, ir.Constant(_I64, -8))
 
-    @intrinsic
-    def dots(typingctx, q, k0, k1, k2, k3, hd):
-        rows = (q, k0, k1, k2, k3)
-        if not isinstance(hd, types.Integer):
-            return None
-        if not all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
-                   and a.dtype == types.float32 for a in rows):
-            return None
+        def loop(lo, hi, init, ty, body, name):
+            """for j in lo..hi-1 (step 8 for vectors): accs = body(j, accs); -> final accs."""
+            entry = builder.block
+            head = builder.append_basic_block(name)
+            done = builder.append_basic_block(name + ".done")
+            builder.cbranch(builder.icmp_signed("<", lo, hi), head, done)
+            builder.position_at_end(head)
+            j = builder.phi(_I64)
+            j.add_incoming(lo, entry)
+            acc = [builder.phi(ty) for _ in init]
+            for a, a0 in zip(acc, init):
+                a.add_incoming(a0, entry)
+            nxt, step = body(j, acc)
+            jn = builder.add(j, ir.Constant(_I64, step))
+            j.add_incoming(jn, builder.block)
+            for a, b in zip(acc, nxt):
+                a.add_incoming(b, builder.block)
+            body_end = builder.block
+            builder.cbranch(builder.icmp_signed("<", jn, hi), head, done)
+            builder.position_at_end(done)
+            out = []
+            for a0, b in zip(init, nxt):
+                r = builder.phi(ty)
+                r.add_incoming(a0, entry)
+                r.add_incoming(b, body_end)
+                out.append(r)
+            return out
 
-        def codegen(context, builder, sig, args):
-            ptrs = [context.make_array(t)(context, builder, value=v).data for t, v in zip(sig.args[:-1], args[:-1])]
-            n = context.cast(builder, args[-1], sig.args[-1], types.int64)
-            vec = ir.VectorType(_F32, 8)
-            vfma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
-                                                  "llvm.fmuladd.v8f32")
-            sfma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F32, [_F32] * 3),
-                                                  "llvm.fmuladd.f32")
-            n8 = builder.and_(n, ir.Constant(_I64, -8))
+        def vload(p, j):
+            return builder.load(builder.bitcast(builder.gep(p, [j]), vec.as_pointer()), align=4)
 
-            def loop(lo, hi, init, ty, body, name):
-                """for j in lo..hi-1 (step 8 for vectors): accs = body(j, accs); -> final accs."""
-                entry = builder.block
-                head = builder.append_basic_block(name)
-                done = builder.append_basic_block(name + ".done")
-                builder.cbranch(builder.icmp_signed("<", lo, hi), head, done)
-                builder.position_at_end(head)
-                j = builder.phi(_I64)
-                j.add_incoming(lo, entry)
-                acc = [builder.phi(ty) for _ in init]
-                for a, a0 in zip(acc, init):
-                    a.add_incoming(a0, entry)
-                nxt, step = body(j, acc)
-                jn = builder.add(j, ir.Constant(_I64, step))
-                j.add_incoming(jn, builder.block)
-                for a, b in zip(acc, nxt):
-                    a.add_incoming(b, builder.block)
-                body_end = builder.block
-                builder.cbranch(builder.icmp_signed("<", jn, hi), head, done)
-                builder.position_at_end(done)
-                out = []
-                for a0, b in zip(init, nxt):
-                    r = builder.phi(ty)
-                    r.add_incoming(a0, entry)
-                    r.add_incoming(b, body_end)
-                    out.append(r)
-                return out
+        def vbody(j, acc):
+            qv = vload(ptrs[0], j)
+            return [builder.call(vfma, [qv, vload(ptrs[1 + r], j), acc[r]]) for r in range(4)], 8
 
-            def vload(p, j):
-                return builder.load(builder.bitcast(builder.gep(p, [j]), vec.as_pointer()), align=4)
+        lanes = loop(ir.Constant(_I64, 0), n8, [ir.Constant(vec, None)] * 4, vec, vbody, "dots.vec")
+        lane = [[builder.extract_element(v, ir.Constant(_I32, i)) for i in range(8)] for v in lanes]
 
-            def vbody(j, acc):
-                qv = vload(ptrs[0], j)
-                return [builder.call(vfma, [qv, vload(ptrs[1 + r], j), acc[r]]) for r in range(nk)], 8
+        def sbody(j, acc):
+            qj = builder.load(builder.gep(ptrs[0], [j]))
+            return [builder.call(sfma, [qj, builder.load(builder.gep(ptrs[1 + r], [j])), acc[r]])
+                    for r in range(4)], 1
 
-            lanes = loop(ir.Constant(_I64, 0), n8, [ir.Constant(vec, None)] * nk, vec, vbody, "dots.vec")
-            lane = [[builder.extract_element(v, ir.Constant(_I32, i)) for i in range(8)] for v in lanes]
+        p0 = loop(n8, n, [lane[r][0] for r in range(4)], _F32, sbody, "dots.tail")
+        res = []
+        for r in range(4):
+            p = [p0[r]] + lane[r][1:]
+            res.append(builder.fadd(builder.fadd(builder.fadd(p[0], p[1]), builder.fadd(p[2], p[3])),
+                                    builder.fadd(builder.fadd(p[4], p[5]), builder.fadd(p[6], p[7]))))
+        return context.make_tuple(builder, sig.return_type, res)
 
-            def sbody(j, acc):
-                qj = builder.load(builder.gep(ptrs[0], [j]))
-                return [builder.call(sfma, [qj, builder.load(builder.gep(ptrs[1 + r], [j])), acc[r]])
-                        for r in range(nk)], 1
-
-            p0 = loop(n8, n, [lane[r][0] for r in range(nk)], _F32, sbody, "dots.tail")
-            res = []
-            for r in range(nk):
-                p = [p0[r]] + lane[r][1:]
-                res.append(builder.fadd(builder.fadd(builder.fadd(p[0], p[1]), builder.fadd(p[2], p[3])),
-                                        builder.fadd(builder.fadd(p[4], p[5]), builder.fadd(p[6], p[7]))))
-            return context.make_tuple(builder, sig.return_type, res)
-
-        return types.UniTuple(types.float32, nk)(*rows, hd), codegen
-
-    return dots
-
-
-_dot4 = _lane_dots()
+    return types.UniTuple(types.float32, 4)(*rows, hd), codegen
 
 
 @njit(cache=True, nogil=True, fastmath=_FM_EXACT)

@@ -329,6 +329,8 @@ def _layers(ph, W, S, x, pos, k_cache, v_cache, quantize_y, t):
     group = W.n_heads // W.n_kv_heads
     koff = W.n_heads * hd
     voff = koff + W.n_kv_heads * hd
+    nbH = H // QK
+    xqH, xdH, xsH = xq[:H], xd[:nbH], xs[:nbH]   # the quantized normed row (product input)
     for li in range(n_layers):
         m = 4 * li
         kind, p = W.kinds[m], W.P[m]
@@ -337,9 +339,9 @@ def _layers(ph, W, S, x, pos, k_cache, v_cache, quantize_y, t):
             u = _claim(ctr, ph, W.n_kv_heads, t)
             if u < 0:
                 break
-            _rows(kind, p, H // QK, xq[:H], xd[:H // QK], xs[:H // QK], S.qkv, u * group * hd, (u + 1) * group * hd)
-            _rows(kind, p, H // QK, xq[:H], xd[:H // QK], xs[:H // QK], S.qkv, koff + u * hd, koff + (u + 1) * hd)
-            _rows(kind, p, H // QK, xq[:H], xd[:H // QK], xs[:H // QK], S.qkv, voff + u * hd, voff + (u + 1) * hd)
+            _rows(kind, p, nbH, xqH, xdH, xsH, S.qkv, u * group * hd, (u + 1) * group * hd)
+            _rows(kind, p, nbH, xqH, xdH, xsH, S.qkv, koff + u * hd, koff + (u + 1) * hd)
+            _rows(kind, p, nbH, xqH, xdH, xsH, S.qkv, voff + u * hd, voff + (u + 1) * hd)
             _attend_kv_head(S.qkv, u, W.n_heads, W.n_kv_heads, W.q_norm[li], W.k_norm[li], W.eps,
                             W.cos[pos], W.sin[pos], pos, k_cache[li], v_cache[li], S.att, S.scores[u])
             last = _finish(ctr, ph, W.n_kv_heads) or last
@@ -351,11 +353,11 @@ def _layers(ph, W, S, x, pos, k_cache, v_cache, quantize_y, t):
         if _product(ctr, ph, W.kinds[m + 1], W.P[m + 1], W.rows[m + 1], xq[:A], xd[:A // QK], xs[:A // QK],
                     S.r[0], t):
             add_rmsnorm(x, S.r, W.ffn_norm[li], W.eps, S.h)
-            quantize_act(S.h[0], xq[:H], xd[:H // QK], xs[:H // QK])
+            quantize_act(S.h[0], xqH, xdH, xsH)
             _release(ctr, ph)
         _wait(ctr, ph)
         ph += 1
-        if _swiglu(ctr, ph, W.kinds[m + 2], W.P[m + 2], xq[:H], xd[:H // QK], xs[:H // QK], S.gu, S.act,
+        if _swiglu(ctr, ph, W.kinds[m + 2], W.P[m + 2], xqH, xdH, xsH, S.gu, S.act,
                    S.xq2, S.xd2, S.xs2, t):
             _release(ctr, ph)
         _wait(ctr, ph)
@@ -363,11 +365,11 @@ def _layers(ph, W, S, x, pos, k_cache, v_cache, quantize_y, t):
         if _product(ctr, ph, W.kinds[m + 3], W.P[m + 3], W.rows[m + 3], S.xq2, S.xd2, S.xs2, S.r[0], t):
             if li + 1 < n_layers:
                 add_rmsnorm(x, S.r, W.attn_norm[li + 1], W.eps, S.h)
-                quantize_act(S.h[0], xq[:H], xd[:H // QK], xs[:H // QK])
+                quantize_act(S.h[0], xqH, xdH, xsH)
             else:
                 add_rmsnorm(x, S.r, W.out_norm, W.eps, S.y)
                 if quantize_y:
-                    quantize_act(S.y[0], xq[:H], xd[:H // QK], xs[:H // QK])
+                    quantize_act(S.y[0], xqH, xdH, xsH)
             _release(ctr, ph)
         _wait(ctr, ph)
         ph += 1
