@@ -616,17 +616,24 @@ def _tile_dots(kind: str, T: int, G: int):
             dw = [builder.load(builder.bitcast(builder.gep(tdp, [builder.add(dbase, ir.Constant(_I64, 16 * h))]),
                                                f32x16.as_pointer()), align=4) for h in range(V)]
             xb = builder.mul(b, ir.Constant(_I64, QK))
+            xo = [builder.add(xrow[i], xb) for i in range(T)]
+            bi = [builder.add(brow[i], b) for i in range(T)]
+            # Two int32 chains per row and vector, the even dwords' starting at -corr * sum(xq):
+            # half as many dependent vpdpbusd in a row (their latency bound the loop), the
+            # subtraction folded in, and dword j's weights live only while the T rows use them.
+            # Integer sums are exact: the block dot equals rows8's bit for bit.
+            s = [[[builder.sub(ir.Constant(i32x16, None), bcast(builder.mul(
+                builder.load(builder.gep(xsp, [bi[i]])), ir.Constant(_I32, corr)), i32x16)),
+                ir.Constant(i32x16, None)] for _ in range(V)] for i in range(T)]
+            for j in range(8):
+                for i in range(T):
+                    xw = bcast(_load(builder, xp, builder.add(xo[i], ir.Constant(_I64, 4 * j)), _I32), i32x16)
+                    for h in range(V):
+                        s[i][h][j % 2] = builder.call(dp, [s[i][h][j % 2], W[j][h], xw])
             nxt = []
             for i in range(T):
-                s = [ir.Constant(i32x16, None)] * V
-                xo = builder.add(xrow[i], xb)
-                for j in range(8):
-                    xw = bcast(_load(builder, xp, builder.add(xo, ir.Constant(_I64, 4 * j)), _I32), i32x16)
-                    s = [builder.call(dp, [s[h], W[j][h], xw]) for h in range(V)]
-                bi = builder.add(brow[i], b)
-                xs_b = bcast(builder.mul(builder.load(builder.gep(xsp, [bi])), ir.Constant(_I32, corr)), i32x16)
-                xd_b = bcast(builder.load(builder.gep(xdp, [bi])), f32x16)
-                nxt.append([builder.call(fma, [builder.sitofp(builder.sub(s[h], xs_b), f32x16),
+                xd_b = bcast(builder.load(builder.gep(xdp, [bi[i]])), f32x16)
+                nxt.append([builder.call(fma, [builder.sitofp(builder.add(s[i][h][0], s[i][h][1]), f32x16),
                                                builder.fmul(dw[h], xd_b, flags=("fast",)), acc[i][h]])
                             for h in range(V)])
             bn = builder.add(b, ir.Constant(_I64, 1))
