@@ -17,7 +17,7 @@ def _r(*shape, scale=1.0):
     return (scale * rng.standard_normal(shape)).astype(np.float32)
 
 
-@pytest.mark.parametrize("T,C,scale", [(7, 5, 1.0), (1, 33, 3.0), (13, 4, 40.0)])
+@pytest.mark.parametrize("T,C,scale", [(7, 5, 1.0), (1, 33, 3.0), (13, 4, 40.0), (9, 101, 2.0), (3, 96, 1.0)])
 def test_snake_beta(T, C, scale):
     x, bias = _r(T, C, scale=scale), _r(C)
     alpha, beta = _r(C, scale=0.3), _r(C, scale=0.3)

@@ -47,8 +47,18 @@ def _sin2(y):
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
 def snake_beta(x, bias, a, inv_b, out):
-    """out[t, c] = v + inv_b[c] * sin(a[c] * v)^2 with v = x[t, c] + bias[c]. out may alias x."""
+    """out[t, c] = v + inv_b[c] * sin(a[c] * v)^2 with v = x[t, c] + bias[c]. out may be x itself
+    (in place), or an array that does not overlap x."""
     T, C = x.shape
+    if out.ctypes.data == x.ctypes.data:
+        # In place as one array: with x and out as two names for the same memory, LLVM's
+        # runtime overlap check sent every row to the scalar loop (2.1 against 0.3 ns an element)
+        for t in range(T):
+            xr = x[t]
+            for c in range(C):
+                v = xr[c] + bias[c]
+                xr[c] = v + inv_b[c] * _sin2(a[c] * v)
+        return
     for t in range(T):
         for c in range(C):
             v = x[t, c] + bias[c]
