@@ -622,9 +622,8 @@ def _tile_dots(kind: str, T: int, G: int):
             # half as many dependent vpdpbusd in a row (their latency bound the loop), the
             # subtraction folded in, and dword j's weights live only while the T rows use them.
             # Integer sums are exact: the block dot equals rows8's bit for bit.
-            s = [[[builder.sub(ir.Constant(i32x16, None), bcast(builder.mul(
-                builder.load(builder.gep(xsp, [bi[i]])), ir.Constant(_I32, corr)), i32x16)),
-                ir.Constant(i32x16, None)] for _ in range(V)] for i in range(T)]
+            s = [[[bcast(builder.mul(builder.load(builder.gep(xsp, [bi[i]])), ir.Constant(_I32, -corr)), i32x16),
+                   ir.Constant(i32x16, None)] for _ in range(V)] for i in range(T)]
             for j in range(8):
                 for i in range(T):
                     xw = bcast(_load(builder, xp, builder.add(xo[i], ir.Constant(_I64, 4 * j)), _I32), i32x16)

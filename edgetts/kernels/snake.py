@@ -45,6 +45,11 @@ def _sin2(y):
     return s * s
 
 
+@njit(cache=True, nogil=True, fastmath={"contract"}, inline="always")
+def _snake(v, a, inv_b):
+    return v + inv_b * _sin2(a * v)
+
+
 @njit(cache=True, nogil=True, fastmath={"contract"})
 def snake_beta(x, bias, a, inv_b, out):
     """out[t, c] = v + inv_b[c] * sin(a[c] * v)^2 with v = x[t, c] + bias[c]. out may be x itself
@@ -56,13 +61,11 @@ def snake_beta(x, bias, a, inv_b, out):
         for t in range(T):
             xr = x[t]
             for c in range(C):
-                v = xr[c] + bias[c]
-                xr[c] = v + inv_b[c] * _sin2(a[c] * v)
+                xr[c] = _snake(xr[c] + bias[c], a[c], inv_b[c])
         return
     for t in range(T):
         for c in range(C):
-            v = x[t, c] + bias[c]
-            out[t, c] = v + inv_b[c] * _sin2(a[c] * v)
+            out[t, c] = _snake(x[t, c] + bias[c], a[c], inv_b[c])
 
 
 @njit(cache=True, nogil=True)
