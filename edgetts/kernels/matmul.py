@@ -220,6 +220,33 @@ def _dot8_pair_u4(builder, isa, lo, hi, xlo2, xhi2):
     return builder.call(f2, [m, ir.Constant(v16, [1] * 16)])
 
 
+def _q4_0_block_dots_zmm(builder, pp, blk, xp, b):
+    """One block of an x8 Q4_0 group on AVX512-VNNI -> <8 x i32> the 8 rows' nibble . xq dots.
+    A 64-byte load holds 4 rows' 16 bytes (byte i: weight i low, weight i + 16 high); against x[0:16]
+    (and x[16:32]) repeated in every 128-bit lane, vpdpbusd leaves row k's dot in lanes 4k..4k+3.
+    Two loads, six logic ops, four vpdpbusd, and a 32 -> 8 lane fold of two permutes and two adds,
+    against eight ymm vpdpbusd and a three-level shuffle tree on the ymm path. Integer sums are
+    exact: the same dots as the ymm fold, bit for bit."""
+    i8x64, i32x16, i8x16 = _V(_I8, 64), _V(_I32, 16), _V(_I8, 16)
+    dp = _fn(builder, "llvm.x86.avx512.vpdpbusd.512", i32x16, [i32x16, i32x16, i32x16])
+    xb = builder.mul(b, ir.Constant(_I64, QK))
+    xs4 = []
+    for h in range(2):  # x[16h:16h+16] in all four 128-bit lanes (vbroadcasti32x4)
+        v = _load(builder, xp, builder.add(xb, ir.Constant(_I64, 16 * h)), i8x16)
+        xs4.append(builder.bitcast(builder.shuffle_vector(v, v, _idx(list(range(16)) * 4)), i32x16))
+    m15 = ir.Constant(i8x64, [15] * 64)
+    half = []
+    for h in range(2):  # rows 4h..4h+3
+        v = _load(builder, pp, builder.add(blk, ir.Constant(_I64, 2 * ROWS + 64 * h)), i8x64)
+        lo = builder.bitcast(builder.and_(v, m15), i32x16)
+        hi = builder.bitcast(builder.and_(builder.lshr(v, ir.Constant(i8x64, [4] * 64)), m15), i32x16)
+        half.append(builder.call(dp, [builder.call(dp, [ir.Constant(i32x16, None), lo, xs4[0]]), hi, xs4[1]]))
+    # [half0 | half1] as 32 lanes: row k in lanes 4k..4k+3
+    s = builder.add(builder.shuffle_vector(half[0], half[1], _idx([4 * k for k in range(8)] + [4 * k + 2 for k in range(8)])),
+                    builder.shuffle_vector(half[0], half[1], _idx([4 * k + 1 for k in range(8)] + [4 * k + 3 for k in range(8)])))
+    return builder.add(builder.shuffle_vector(s, s, _idx(range(8))), builder.shuffle_vector(s, s, _idx(range(8, 16))))
+
+
 def _rows8(kind: str, isa: str):
     """Intrinsic rows8(p, off, nb, xq, xd, xs, out, r): out[r + k] = W[r + k] . x for k < 8,
     p the x8-layout bytes (repack_x8), off = byte offset of this group of rows."""
@@ -229,6 +256,7 @@ def _rows8(kind: str, isa: str):
     # 8 * sum(xq). Q8_0 on avx2 uses the |w|, sign(w) * x form: no correction.
     signed_w = kind == "q8_0" and isa != "vnni"
     corr = 0 if signed_w else (128 if kind == "q8_0" else 8)
+    zmm = kind == "q4_0" and isa == "vnni"
 
     @intrinsic
     def rows8(typingctx, p, off, nb, xq, xd, xs, out, r):
@@ -265,8 +293,10 @@ def _rows8(kind: str, isa: str):
             ps = []
             # Q4_0: rows 2j, 2j+1 are adjacent 16-byte runs -> one 32-byte load per pair; their
             # fold comes out in lane order [0 2 4 6 1 3 5 7] (scales and the store follow it)
-            perm = list(range(ROWS)) if kind == "q8_0" else [0, 2, 4, 6, 1, 3, 5, 7]
-            if kind == "q4_0":
+            perm = list(range(ROWS)) if kind == "q8_0" or zmm else [0, 2, 4, 6, 1, 3, 5, 7]
+            if zmm:
+                t = _q4_0_block_dots_zmm(builder, pp, blk, xp, b)
+            elif kind == "q4_0":
                 xlo2 = builder.shuffle_vector(xv, xv, _idx(list(range(16)) * 2))
                 xhi2 = builder.shuffle_vector(xv, xv, _idx(list(range(16, 32)) * 2))
                 for j in range(ROWS // 2):
@@ -287,7 +317,9 @@ def _rows8(kind: str, isa: str):
             def hadd(a, c):
                 return builder.add(builder.shuffle_vector(a, c, ev), builder.shuffle_vector(a, c, od))
 
-            if kind == "q8_0":
+            if zmm:
+                pass
+            elif kind == "q8_0":
                 h = [hadd(ps[0], ps[1]), hadd(ps[2], ps[3]), hadd(ps[4], ps[5]), hadd(ps[6], ps[7])]
                 g0 = hadd(h[0], h[1])  # [A B C D | A B C D] (sums of the low / high 128-bit halves)
                 g1 = hadd(h[2], h[3])  # [E F G H | E F G H]
