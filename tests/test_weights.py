@@ -186,6 +186,27 @@ def test_long_string_array_decodes_on_access(tmp_path):
     assert long != strs[:-1] and long != strs[:-1] + ["other"]
     with pytest.raises(IndexError):
         long[n]
+    assert long.tolist() == strs
+
+
+@pytest.mark.parametrize("odd", ["nul", "bad_utf8"])
+def test_string_array_tolist_matches_per_string_decode(tmp_path, odd):
+    """tolist() (one decode of the whole run) gives what per-string access gives, also when a
+    string holds a NUL (the one-pass separator: that array takes the per-string path) or invalid
+    UTF-8 (replaced the same way)."""
+    n = W.StringArray.LAZY_FROM + 1
+    strs = [f"tok{i}" for i in range(n)]
+    if odd == "nul":
+        strs[100] = "a\0b"
+    p = write_gguf(tmp_path / "m.gguf", "qwen3-tts", {"x": np.zeros(4, np.float32)}, {"a.long": strs})
+    if odd == "bad_utf8":  # patch two strings' bytes in the file: a lone continuation byte, a cut sequence
+        raw = bytearray(p.read_bytes())
+        i, j = raw.index(b"tok100"), raw.index(b"tok2000")
+        raw[i:i + 3], raw[j + 5:j + 7] = b"\x80ok", b"\xc3\xa9"[:1] + b"0"
+        p.write_bytes(bytes(raw))
+    long = W.read_gguf(p).metadata["a.long"]
+    assert long.tolist() == list(long)
+    assert (long.tolist()[100] == "a\0b") if odd == "nul" else ("\ufffd" in long.tolist()[100])
 
 
 # ------------------------------------------------------------------ truncated / corrupt

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import EdgeTTSError
 from ..gguf import constants as K
 from ..weights import StringArray
@@ -87,35 +89,41 @@ class TextTokenizer:
         tokens = meta.get(K.TOKENIZER_TOKENS)
         merges = meta.get(K.TOKENIZER_MERGES)
         # (long arrays come as weights.StringArray, decoded from the file on access: once here)
-        tokens, merges = (list(v) if isinstance(v, StringArray) else v for v in (tokens, merges))
+        decoded = set()  # keys whose strings the reader decoded itself (strings by construction)
+        if isinstance(tokens, StringArray):
+            tokens = tokens.tolist()
+            decoded.add(K.TOKENIZER_TOKENS)
+        if isinstance(merges, StringArray):
+            merges = merges.tolist()
+            decoded.add(K.TOKENIZER_MERGES)
         if not tokens or merges is None:
             raise EdgeTTSError(f"GGUF file has no text tokenizer ({K.TOKENIZER_TOKENS}, {K.TOKENIZER_MERGES})")
         types = meta.get(K.TOKENIZER_TOKEN_TYPE) or [K.TOKEN_TYPE_NORMAL] * len(tokens)
         for key, v, kind in ((K.TOKENIZER_TOKENS, tokens, str), (K.TOKENIZER_MERGES, merges, str),
                              (K.TOKENIZER_TOKEN_TYPE, types, int)):
-            if not isinstance(v, list) or not all(isinstance(x, kind) and not isinstance(x, bool) for x in v):
+            if not isinstance(v, list) or (key not in decoded and not all(
+                    isinstance(x, kind) and not isinstance(x, bool) for x in v)):
                 raise EdgeTTSError(f"GGUF {key} must be an array of {'strings' if kind is str else 'integers'}")
         if len(types) != len(tokens):
             raise EdgeTTSError(f"GGUF {K.TOKENIZER_TOKEN_TYPE} has {len(types)} entries, "
                                f"{K.TOKENIZER_TOKENS} {len(tokens)}")
-        vocab = {str(t): i for i, t in enumerate(tokens)}
-        pairs = [tuple(str(m).split(" ", 1)) for m in merges]
+        vocab = dict(zip(tokens, range(len(tokens))))
+        pairs = [tuple(m.split(" ", 1)) for m in merges]
         if len(vocab) != len(tokens) or any(len(m) != 2 for m in pairs):
             raise EdgeTTSError("GGUF text tokenizer: duplicate tokens or a merge that is not 'a b'")
         try:
             tok = _bpe_tokenizer(vocab, pairs)
         except Exception as e:  # the tokenizers library rejects it (a merge of unknown tokens, ...)
             raise EdgeTTSError(f"GGUF text tokenizer is unusable ({_one_line(e)})") from None
-        special = [AddedToken(str(t), special=True, normalized=False)
-                   for t, ty in zip(tokens, types) if int(ty) in (K.TOKEN_TYPE_CONTROL, K.TOKEN_TYPE_USER_DEFINED)]
+        is_special = np.isin(np.asarray(types, np.int64), (K.TOKEN_TYPE_CONTROL, K.TOKEN_TYPE_USER_DEFINED))
+        special = [AddedToken(tokens[i], special=True, normalized=False) for i in np.flatnonzero(is_special)]
         if special:
             tok.add_special_tokens(special)
         # Byte-level BPE vocabularies list 256 byte tokens, then one token per merge, in order;
         # a normal token past that range (e.g. an added "assistant") no merge can produce: match it whole.
         first_added = 256 + len(pairs)
-        extra = [AddedToken(str(t), special=False, normalized=False)
-                 for i, (t, ty) in enumerate(zip(tokens, types))
-                 if i >= first_added and int(ty) not in (K.TOKEN_TYPE_CONTROL, K.TOKEN_TYPE_USER_DEFINED)]
+        extra = [AddedToken(tokens[i], special=False, normalized=False)
+                 for i in range(first_added, len(tokens)) if not is_special[i]]
         if extra:
             tok.add_tokens(extra)
         return cls(tok)
