@@ -113,3 +113,24 @@ def test_stream_random_chunks_equals_oneshot(codec, golden, seed):
         parts.append(st.push(codes[i:i + n]))
         i += n
     assert np.abs(np.concatenate(parts) - ref).max() <= TOL_STREAM
+
+
+@pytest.mark.parametrize("late_rows", [1, 10 ** 9])
+def test_late_block_pieces_equal_whole_step(codec, golden, monkeypatch, late_rows):
+    """The late blocks and the final conv run in pieces of PIECE_FRAMES frames (bounded scratch);
+    pieces of one frame from the first block on (late_rows 1), or of the final conv alone, give
+    the whole-step decode."""
+    from edgetts.models.codec import CodecStream
+
+    codes = golden["d_codes"]
+    monkeypatch.setattr(CodecStream, "PIECE_FRAMES", 10 ** 6)
+    ref = codec.decode(codes)
+    monkeypatch.setattr(CodecStream, "PIECE_FRAMES", 1)
+    monkeypatch.setattr(CodecStream, "LATE_ROWS_PER_FRAME", late_rows)
+    first, rows_in = CodecStream.late_blocks(codec.config)
+    cfg = codec.config
+    assert first == (0 if late_rows == 1 else len(cfg.upsample_rates))
+    assert rows_in == int(np.prod(list(cfg.upsampling_ratios) + list(cfg.upsample_rates[:first])))
+    out = codec.decode(codes)
+    assert out.shape == ref.shape
+    assert np.abs(out - ref).max() <= TOL_STREAM

@@ -11,8 +11,10 @@ CodecStream keeps, per layer, only what the next frames need (docs/model.md §7)
 ((k-1)*d rows), transposed-conv carry (k-s rows), the transformer's K/V for the last
 sliding_window-1 frames (a ring with room for one chunk more), and the absolute position.
 Memory and per-frame work are constant.
-decode() is a fresh stream fed in chunks of `chunk_frames` (bounded scratch memory); the output
-is identical to a single full forward pass up to float32 rounding.
+decode() is a fresh stream fed in chunks of `chunk_frames` (bounded scratch memory); within a
+chunk the late blocks (from LATE_ROWS_PER_FRAME input rows per frame) and the final conv run in
+pieces of PIECE_FRAMES frames. The output is identical to a single full forward pass up to
+float32 rounding.
 
 Load: weights become float32 (F16/BF16 widened; F32 used in place from the memory map where
 the stored layout already suits the kernel). The RVQ sums each group's codebook rows and
@@ -493,10 +495,45 @@ class CodecStream:
         x = d.dec0.run(self._fill(d.dec0, self.dec0_st, x), self.dec0_st, self.rows)
         t0 = tick("decoder.0", t0)
         bias = d.dec0.bias
-        for bi, (blk, st) in enumerate(zip(d.blocks, self.block_st)):
-            x = self._block(blk, st, x, bias)
+        late, rows_in = self.late_blocks(d.cfg)
+        for bi in range(late):
+            x = self._block(d.blocks[bi], self.block_st[bi], x, bias)
             bias = _ZERO(x.shape[1])
             t0 = tick(f"block{bi}", t0)
+        # The late blocks and the final conv, where rows and buffers grow with the upsampling,
+        # in pieces of PIECE_FRAMES frames: a 16-frame step's scratch there is a quarter of its
+        # size. Causal convs carry their state, so the pieces give the one-piece result (to
+        # float32 summation order; bit for bit on the row-independent kernels).
+        step = self.PIECE_FRAMES * rows_in
+        out = []
+        for r0 in range(0, x.shape[0], step):
+            y, b = x[r0: r0 + step], bias
+            for bi in range(late, len(d.blocks)):
+                y = self._block(d.blocks[bi], self.block_st[bi], y, b)
+                b = _ZERO(y.shape[1])
+                t0 = tick(f"block{bi}", t0)
+            out.append(self._final(y, b))
+            t0 = tick("final", t0)
+        return out[0] if len(out) == 1 else np.concatenate(out)
+
+    PIECE_FRAMES = 4             # frames per piece of the late blocks
+    LATE_ROWS_PER_FRAME = 128    # a block is late from this many input rows per code frame
+
+    @classmethod
+    def late_blocks(cls, cfg) -> tuple[int, int]:
+        """(index of the first late block, its input rows per frame; len(blocks) and the final
+        conv's when none is late). Earlier blocks keep the whole step: their weights are the
+        big ones, read once per step."""
+        r = int(np.prod(cfg.upsampling_ratios))
+        for bi, rate in enumerate(cfg.upsample_rates):
+            if r >= cls.LATE_ROWS_PER_FRAME:
+                return bi, r
+            r *= rate
+        return len(cfg.upsample_rates), r
+
+    def _final(self, x, bias):
+        """Snake, the final conv, clip to [-1, 1] -> float32 samples."""
+        d = self.dec
         fc = d.final_conv
         buf = fc.padded(self.final_st, x.shape[0])
         a, ib = d.final_snake
@@ -504,7 +541,6 @@ class CodecStream:
         y = fc.run(buf, self.final_st, self.rows)
         y += fc.bias
         np.clip(y, -1.0, 1.0, out=y)
-        tick("final", t0)
         return y.reshape(-1) if y.shape[1] == 1 else y[:, 0]
 
     def _tick(self, stage, t0):
