@@ -329,7 +329,7 @@ class StringArray(Sequence):
             yield _utf8(buf, st[i], st[i + 1])
 
     def tolist(self) -> list[str]:
-        """Every string, decoded in one pass (4-8x faster than iterating: the model load decodes
+        """Every string, decoded in one pass (2-3x faster than iterating: the model load decodes
         ~300k tokenizer strings). Each u64 length prefix becomes one NUL separator, the whole run
         is decoded once and split; a string holding a NUL itself would split wrongly, so the
         count is checked and such an array takes the per-string path."""

@@ -317,15 +317,13 @@ def _rows8(kind: str, isa: str):
             def hadd(a, c):
                 return builder.add(builder.shuffle_vector(a, c, ev), builder.shuffle_vector(a, c, od))
 
-            if zmm:
-                pass
-            elif kind == "q8_0":
+            if kind == "q8_0":
                 h = [hadd(ps[0], ps[1]), hadd(ps[2], ps[3]), hadd(ps[4], ps[5]), hadd(ps[6], ps[7])]
                 g0 = hadd(h[0], h[1])  # [A B C D | A B C D] (sums of the low / high 128-bit halves)
                 g1 = hadd(h[2], h[3])  # [E F G H | E F G H]
                 t = builder.add(builder.shuffle_vector(g0, g1, _idx([0, 1, 2, 3, 8, 9, 10, 11])),
                                 builder.shuffle_vector(g0, g1, _idx([4, 5, 6, 7, 12, 13, 14, 15])))
-            else:  # ps[j] = [R2j x4 | R2j+1 x4]
+            elif not zmm:  # ps[j] = [R2j x4 | R2j+1 x4]
                 t = hadd(hadd(ps[0], ps[1]), hadd(ps[2], ps[3]))  # [A C E G | B D F H]
             if corr:
                 xs_b = builder.load(builder.gep(xsp, [b]))
