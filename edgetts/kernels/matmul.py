@@ -247,11 +247,50 @@ def _q4_0_block_dots_zmm(builder, pp, blk, xp, b):
     return builder.add(builder.shuffle_vector(s, s, _idx(range(8))), builder.shuffle_vector(s, s, _idx(range(8, 16))))
 
 
+def _block_dots_ymm(builder, kind, isa, signed_w, pp, blk, xv):
+    """One block of an x8 group in ymm vectors -> (<8 x i32> the 8 rows' weight . xq dots, the
+    row order of its lanes). xv <32 x i8> the block's activations; signed_w: Q8_0 weights as
+    signed bytes (_dot8's AVX2 form). Q4_0: rows 2j, 2j+1 are adjacent 16-byte runs -> one
+    32-byte load per pair; their fold comes out in lane order [0 2 4 6 1 3 5 7] (the caller's
+    scales and store follow it)."""
+    bpb = Q8_0_BYTES if kind == "q8_0" else Q4_0_BYTES
+    qb = bpb - 2
+    ps = []
+    if kind == "q4_0":
+        xlo2 = builder.shuffle_vector(xv, xv, _idx(list(range(16)) * 2))
+        xhi2 = builder.shuffle_vector(xv, xv, _idx(list(range(16, 32)) * 2))
+        for j in range(ROWS // 2):
+            v = _load(builder, pp, builder.add(blk, ir.Constant(_I64, 2 * ROWS + 2 * j * qb)), _V(_I8, 32))
+            lo = builder.and_(v, ir.Constant(_V(_I8, 32), [15] * 32))
+            hi = builder.and_(builder.lshr(v, ir.Constant(_V(_I8, 32), [4] * 32)),
+                              ir.Constant(_V(_I8, 32), [15] * 32))
+            ps.append(_dot8_pair_u4(builder, isa, lo, hi, xlo2, xhi2))
+    else:
+        for k in range(ROWS):
+            wv = _load(builder, pp, builder.add(blk, ir.Constant(_I64, 2 * ROWS + k * qb)), _V(_I8, 32))
+            if not signed_w:
+                wv = builder.xor(wv, ir.Constant(_V(_I8, 32), [0x80] * 32))
+            ps.append(_dot8(builder, isa, wv, xv, signed_w))
+    # in-lane horizontal add (vphaddd ymm): [a0+a1 a2+a3 c0+c1 c2+c3 | a4+a5 ...]
+    ev = _idx([0, 2, 8, 10, 4, 6, 12, 14])
+    od = _idx([1, 3, 9, 11, 5, 7, 13, 15])
+
+    def hadd(a, c):
+        return builder.add(builder.shuffle_vector(a, c, ev), builder.shuffle_vector(a, c, od))
+
+    if kind == "q4_0":  # ps[j] = [R2j x4 | R2j+1 x4]
+        return hadd(hadd(ps[0], ps[1]), hadd(ps[2], ps[3])), [0, 2, 4, 6, 1, 3, 5, 7]  # [A C E G | B D F H]
+    h = [hadd(ps[0], ps[1]), hadd(ps[2], ps[3]), hadd(ps[4], ps[5]), hadd(ps[6], ps[7])]
+    g0 = hadd(h[0], h[1])  # [A B C D | A B C D] (sums of the low / high 128-bit halves)
+    g1 = hadd(h[2], h[3])  # [E F G H | E F G H]
+    return (builder.add(builder.shuffle_vector(g0, g1, _idx([0, 1, 2, 3, 8, 9, 10, 11])),
+                        builder.shuffle_vector(g0, g1, _idx([4, 5, 6, 7, 12, 13, 14, 15]))), list(range(ROWS)))
+
+
 def _rows8(kind: str, isa: str):
     """Intrinsic rows8(p, off, nb, xq, xd, xs, out, r): out[r + k] = W[r + k] . x for k < 8,
     p the x8-layout bytes (repack_x8), off = byte offset of this group of rows."""
     bpb = Q8_0_BYTES if kind == "q8_0" else Q4_0_BYTES
-    qb = bpb - 2
     # Q8_0 on vnni: (w + 128) as u8, then subtract 128 * sum(xq); Q4_0: nibble, subtract
     # 8 * sum(xq). Q8_0 on avx2 uses the |w|, sign(w) * x form: no correction.
     signed_w = kind == "q8_0" and isa != "vnni"
@@ -284,47 +323,16 @@ def _rows8(kind: str, isa: str):
             b.add_incoming(ir.Constant(_I64, 0), entry)
             acc.add_incoming(ir.Constant(f8, None), entry)
 
-            xv = _load(builder, xp, builder.mul(b, ir.Constant(_I64, QK)), _V(_I8, 32))
             blk = builder.add(off, builder.mul(b, ir.Constant(_I64, ROWS * bpb)))
             pf = _fn(builder, "llvm.prefetch.p0", ir.VoidType(), [_I8.as_pointer(), _I32, _I32, _I32])
             for line in range(0, ROWS * bpb, 64):  # (read, locality, data cache)
                 builder.call(pf, [builder.gep(pp, [builder.add(blk, ir.Constant(_I64, PREFETCH_AHEAD + line))]),
                                   ir.Constant(_I32, 0), ir.Constant(_I32, PREFETCH_LOCALITY), ir.Constant(_I32, 1)])
-            ps = []
-            # Q4_0: rows 2j, 2j+1 are adjacent 16-byte runs -> one 32-byte load per pair; their
-            # fold comes out in lane order [0 2 4 6 1 3 5 7] (scales and the store follow it)
-            perm = list(range(ROWS)) if kind == "q8_0" or zmm else [0, 2, 4, 6, 1, 3, 5, 7]
             if zmm:
-                t = _q4_0_block_dots_zmm(builder, pp, blk, xp, b)
-            elif kind == "q4_0":
-                xlo2 = builder.shuffle_vector(xv, xv, _idx(list(range(16)) * 2))
-                xhi2 = builder.shuffle_vector(xv, xv, _idx(list(range(16, 32)) * 2))
-                for j in range(ROWS // 2):
-                    v = _load(builder, pp, builder.add(blk, ir.Constant(_I64, 2 * ROWS + 2 * j * qb)), _V(_I8, 32))
-                    lo = builder.and_(v, ir.Constant(_V(_I8, 32), [15] * 32))
-                    hi = builder.and_(builder.lshr(v, ir.Constant(_V(_I8, 32), [4] * 32)),
-                                      ir.Constant(_V(_I8, 32), [15] * 32))
-                    ps.append(_dot8_pair_u4(builder, isa, lo, hi, xlo2, xhi2))
-            for k in range(ROWS if kind == "q8_0" else 0):
-                wv = _load(builder, pp, builder.add(blk, ir.Constant(_I64, 2 * ROWS + k * qb)), _V(_I8, 32))
-                if not signed_w:
-                    wv = builder.xor(wv, ir.Constant(_V(_I8, 32), [0x80] * 32))
-                ps.append(_dot8(builder, isa, wv, xv, signed_w))
-            # in-lane horizontal add (vphaddd ymm): [a0+a1 a2+a3 c0+c1 c2+c3 | a4+a5 ...]
-            ev = _idx([0, 2, 8, 10, 4, 6, 12, 14])
-            od = _idx([1, 3, 9, 11, 5, 7, 13, 15])
-
-            def hadd(a, c):
-                return builder.add(builder.shuffle_vector(a, c, ev), builder.shuffle_vector(a, c, od))
-
-            if kind == "q8_0":
-                h = [hadd(ps[0], ps[1]), hadd(ps[2], ps[3]), hadd(ps[4], ps[5]), hadd(ps[6], ps[7])]
-                g0 = hadd(h[0], h[1])  # [A B C D | A B C D] (sums of the low / high 128-bit halves)
-                g1 = hadd(h[2], h[3])  # [E F G H | E F G H]
-                t = builder.add(builder.shuffle_vector(g0, g1, _idx([0, 1, 2, 3, 8, 9, 10, 11])),
-                                builder.shuffle_vector(g0, g1, _idx([4, 5, 6, 7, 12, 13, 14, 15])))
-            elif not zmm:  # ps[j] = [R2j x4 | R2j+1 x4]
-                t = hadd(hadd(ps[0], ps[1]), hadd(ps[2], ps[3]))  # [A C E G | B D F H]
+                t, perm = _q4_0_block_dots_zmm(builder, pp, blk, xp, b), list(range(ROWS))
+            else:
+                xv = _load(builder, xp, builder.mul(b, ir.Constant(_I64, QK)), _V(_I8, 32))
+                t, perm = _block_dots_ymm(builder, kind, isa, signed_w, pp, blk, xv)
             if corr:
                 xs_b = builder.load(builder.gep(xsp, [b]))
                 c = builder.mul(xs_b, ir.Constant(_I32, corr))
