@@ -115,6 +115,28 @@ def test_stream_random_chunks_equals_oneshot(codec, golden, seed):
     assert np.abs(np.concatenate(parts) - ref).max() <= TOL_STREAM
 
 
+@pytest.mark.parametrize("precision", ["f32", "auto"])
+def test_unit_column_split_equals_row_split(golden, monkeypatch, precision):
+    """Residual units over few rows split their products' columns over the threads
+    (CodecStream._unit_cols) instead of their rows: the same decode, streamed frame by frame."""
+    from edgetts.models.codec import CodecStream
+
+    c = Codec.load(W.open(FIX), threads=2, precision=precision)
+    c.rows.MIN_GEMM = 0  # split every product of this tiny codec over the two threads
+    codes = golden["d_codes"][:12]
+    calls = []
+    cols = CodecStream._unit_cols
+    monkeypatch.setattr(CodecStream, "_unit_cols", lambda self, *a: calls.append(1) or cols(self, *a))
+    out = {}
+    for rows in (0, 10 ** 9):
+        monkeypatch.setattr(CodecStream, "COL_SPLIT_ROWS", rows)
+        st = c.stream()
+        out[rows] = np.concatenate([st.push(codes[i:i + 1]) for i in range(len(codes))])
+        assert bool(calls) == (rows > 0)
+    assert np.abs(out[0] - out[10 ** 9]).max() <= TOL_STREAM
+    assert np.abs(out[0] - c.decode(codes)).max() <= TOL_STREAM
+
+
 @pytest.mark.parametrize("late_rows", [1, 10 ** 9])
 def test_late_block_pieces_equal_whole_step(codec, golden, monkeypatch, late_rows):
     """The late blocks and the final conv run in pieces of PIECE_FRAMES frames (bounded scratch);

@@ -439,6 +439,10 @@ class PackedBF16x3(PackedGemm):
         self.kp = self.wh.shape[2] * amx.TK  # padded K per tap
         self.npad = self.nt * amx.TN
 
+    # Values below which conv() splits its activations on the calling thread: ~50 us of
+    # split_rows, about the wake-up of an idle worker thread (Rows.par, ~100 us here)
+    SPLIT_PAR = 1 << 17
+
     @property
     def nbytes(self) -> int:
         return self.wh.nbytes + self.wl.nbytes
@@ -462,9 +466,12 @@ class PackedBF16x3(PackedGemm):
             amx.split_rows(xp, AH, AL)
             run(0, mp, 0, nb)
             return out[:n, :self.N]
-        AH[R:] = 0
-        AL[R:] = 0
-        par(lambda a, b: amx.split_rows(xp[a:b], AH[a:b], AL[a:b]), R)
+        if R * self.kp < self.SPLIT_PAR:  # a thread hand-off costs more than the split
+            amx.split_rows(xp, AH, AL)
+        else:
+            AH[R:] = 0
+            AL[R:] = 0
+            par(lambda a, b: amx.split_rows(xp[a:b], AH[a:b], AL[a:b]), R)
         if nb >= 4 or mp < 2 * amx.BM:
             par(lambda a, b: run(0, mp, a, b), nb)
         else:

@@ -680,9 +680,26 @@ class CodecStream:
             w1, w2 = _f32_or_packed(c1.w), _f32_or_packed(c2.w)
             if self.rows.pool is None or T * C * C * c1.k < self.rows.MIN_GEMM:
                 self._unit_rows(u, w1, w2, buf, y, 0, T)
+            elif T < self.COL_SPLIT_ROWS * self.rows.threads:
+                self._unit_cols(u, buf, y, ust)
             else:
                 self.rows.par(lambda r0, r1: self._unit_rows(u, w1, w2, buf, y, r0, r1), T)
         return y
+
+    # Below this many rows per thread a residual unit splits its products' output columns over
+    # the threads instead of its rows: split by rows, every thread reads the whole weight (at one
+    # frame, block 0's 57 MB of bf16x3 pairs twice over) for a few rows each.
+    COL_SPLIT_ROWS = 128
+
+    def _unit_cols(self, u, buf, y, ust):
+        """A residual unit over all of buf's rows, each product's columns split over the threads
+        (the same per-row sums as _unit_rows: the kernels' results do not depend on the split)."""
+        c1, c2 = u.conv1, u.conv2
+        a2, ib2 = u.act2
+        h = c1.run(buf, ust, self.rows)
+        self.rows(ks.snake_beta, h, c1.bias, a2, ib2, h, rows=(3,))
+        z = c2.run(h, _NO_CTX(c2.cin), self.rows)
+        self.rows(ks.residual_add, y, z, c2.bias, rows=(0,))
 
     # Narrow units (weights <= SMALL_W floats, block 3 here) run in im2col tiles of TILE_FLOATS that
     # stay in L2 between their copy and their GEMM (-10 % CPU there); wide ones in one piece,
@@ -768,6 +785,11 @@ def _linear_t(*ws):
 
 
 _ZEROS: dict = {}
+
+
+def _NO_CTX(cin):
+    """The (empty) left context of a 1x1 conv."""
+    return np.zeros((0, cin), np.float32)
 
 
 def _ZERO(n):
