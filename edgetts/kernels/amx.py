@@ -224,7 +224,11 @@ if HAS_AMX_BF16:
         b0..b1 (pairs of column tiles) = sum over taps j of rows m + j*d of A (hi/lo pairs) @
         tap j of W, as xh Wh + xh Wl + xl Wh (module docstring). Overwrites out's block.
         Rows in chunks of mc (a multiple of 32): each chunk's activations stay in L2 while
-        every column block's weights pass over them."""
+        every column block's weights pass over them. Per output block, K chunk c outer and
+        taps inner: the 32 + (taps-1) d activation rows of one chunk (64 bytes of each) stay in
+        L1 while the taps re-read them shifted (taps outer streamed a block's whole rows from L2
+        once per tap: the kernel alone, one thread, 7-tap shapes: K 384-768 +5-18 %, K 96-192
+        within noise)."""
         taps, kc = WH.shape[1], WH.shape[2]
         sa = AH.shape[1] * 2          # activation row stride, bytes
         so = out.shape[1] * 4         # output row stride, bytes
@@ -239,18 +243,17 @@ if HAS_AMX_BF16:
                     tile_zero(1)
                     tile_zero(2)
                     tile_zero(3)
-                    for j in range(taps):
-                        a0 = (m + j * d) * sa
-                        a1 = a0 + TM * sa
-                        for c in range(kc):
-                            ka = c * 64
+                    for c in range(kc):  # K chunk outer: its A rows stay in L1 over the taps
+                        for j in range(taps):
+                            a0 = (m + j * d) * sa + c * 64
+                            a1 = a0 + TM * sa
                             kw = (j * kc + c) * 1024
-                            _load_a(AH, a0 + ka, a1 + ka, sa)   # hi x hi
+                            _load_a(AH, a0, a1, sa)             # hi x hi
                             _load_w(WH, w0 + kw, w1 + kw)
                             _dot_2x2()
                             _load_w(WL, w0 + kw, w1 + kw)       # hi x lo
                             _dot_2x2()
-                            _load_a(AL, a0 + ka, a1 + ka, sa)   # lo x hi
+                            _load_a(AL, a0, a1, sa)             # lo x hi
                             _load_w(WH, w0 + kw, w1 + kw)
                             _dot_2x2()
                     o = m * so + b * BN * 4
