@@ -77,6 +77,39 @@ def test_unsupported_stack_keeps_per_op_path():
     assert Stack(make_view(rng, ("F32",), 32, 1, 2, 1, 16, 40), "s", cfg, 8)._fused is None
 
 
+@pytest.mark.parametrize("types,H,layers,nh,nkv,hd,ffn,n,pos0", [
+    (("Q8_0",), 96, 2, 3, 1, 32, 160, 2, 0),
+    (("Q4_0",), 64, 3, 4, 2, 32, 96, 7, 3),
+    (("Q4_0", "Q8_0"), 128, 2, 6, 3, 64, 224, 41, 0),
+    (("Q8_0", "Q4_0"), 256, 2, 8, 2, 32, 352, 70, 5),
+])
+def test_prefill_in_one_region_equals_per_op_forward(monkeypatch, types, H, layers, nh, nkv, hd, ffn, n, pos0):
+    """Several rows through Stack.forward run as one parallel region (decoder.prefill_layers):
+    the per-op forward's results (rows, caches, final norm) bit for bit."""
+    rng = np.random.default_rng(H + n)
+    cfg = StackConfig(n_layers=layers, hidden=H, n_heads=nh, n_kv_heads=nkv, head_dim=hd, ffn=ffn, vocab=8,
+                      rope_theta=10000.0, eps=1e-6, max_pos=128)
+    st = Stack(make_view(rng, types, H, layers, nh, nkv, hd, ffn), "s", cfg, 8)
+    assert st.fused
+    x = rng.standard_normal((n, H)).astype(np.float32)
+    out = []
+    calls = []
+    import edgetts.kernels.decoder as dec
+    real = dec.prefill_layers
+    monkeypatch.setattr(dec, "prefill_layers", lambda *a: calls.append(1) or real(*a))
+    for fused in (False, True):
+        monkeypatch.setattr(Stack, "fused_prefill", fused)
+        c = KVCache(layers, nkv, hd, pos0 + n + 3)
+        c.k[...] = 0.5  # earlier positions' keys and values: attended to from pos0 on
+        c.v[...] = -0.25
+        xx = x.copy()
+        y = st.forward(xx, pos0, c, Buffers(cfg, n)).copy()
+        assert c.pos == pos0 + n and bool(calls) == fused
+        out.append((y, xx, c.k.copy(), c.v.copy()))
+    for a, b in zip(*out):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("dt", ["Q8_0", "Q4_0"])
 def test_rows_one_by_one_equal_batched_forward(dt):
     """The code predictor runs its 2-row prefill as two steps: same numbers as forward(2 rows)."""

@@ -257,18 +257,33 @@ def qkv_attention(qkv, n_heads, n_kv_heads, q_norm, k_norm, eps, cos, sin, pos0,
     # query heads over every row): norms and RoPE split over the threads too (0.77 -> 0.52 ms
     # per talker layer of 42 rows at 2 threads, with _dot4)
     for g in prange(n_kv_heads):
-        work = np.empty(cap, np.float32)
+        kv_head_rows(qkv, g, n_heads, n_kv_heads, q_norm, k_norm, eps, cos, sin, pos0, k_cache, v_cache,
+                     out, np.empty(cap, np.float32))
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def kv_head_rows(qkv, g, n_heads, n_kv_heads, q_norm, k_norm, eps, cos, sin, pos0, k_cache, v_cache, out,
+                 work):
+    """qkv_attention's work for kv head g over all L rows: its k rows normed, rotated and cached
+    (with the v rows), then each of its query heads over every row. work: f32 [capacity]."""
+    L = qkv.shape[0]
+    hd = k_cache.shape[2]
+    cap = k_cache.shape[1]
+    group = n_heads // n_kv_heads
+    koff = n_heads * hd
+    voff = koff + n_kv_heads * hd
+    scale = np.float32(1.0 / np.sqrt(hd))
+    for i in range(L):
+        p = pos0 + i
+        slot = p % cap
+        k = qkv[i, koff + g * hd: koff + (g + 1) * hd]
+        _head_rmsnorm_rope(k, k_norm, eps, cos[p], sin[p])
+        for j in range(hd):
+            k_cache[g, slot, j] = k[j]
+            v_cache[g, slot, j] = qkv[i, voff + g * hd + j]
+    for h in range(g * group, (g + 1) * group):
         for i in range(L):
             p = pos0 + i
-            slot = p % cap
-            k = qkv[i, koff + g * hd: koff + (g + 1) * hd]
-            _head_rmsnorm_rope(k, k_norm, eps, cos[p], sin[p])
-            for j in range(hd):
-                k_cache[g, slot, j] = k[j]
-                v_cache[g, slot, j] = qkv[i, voff + g * hd + j]
-        for h in range(g * group, (g + 1) * group):
-            for i in range(L):
-                p = pos0 + i
-                q = qkv[i, h * hd:(h + 1) * hd]
-                _head_rmsnorm_rope(q, q_norm, eps, cos[p], sin[p])
-                attend_head(q, k_cache, v_cache, g, p, min(p + 1, cap), scale, work, out[i, h * hd:(h + 1) * hd])
+            q = qkv[i, h * hd:(h + 1) * hd]
+            _head_rmsnorm_rope(q, q_norm, eps, cos[p], sin[p])
+            attend_head(q, k_cache, v_cache, g, p, min(p + 1, cap), scale, work, out[i, h * hd:(h + 1) * hd])

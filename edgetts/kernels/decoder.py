@@ -35,11 +35,11 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .activations_lm import silu
-from .attention import _head_rmsnorm_rope, attend_head
-from .matmul import ROWS, ROWS8
+from .attention import _head_rmsnorm_rope, attend_head, kv_head_rows
+from .matmul import ROWS, ROWS8, vnni_quad
 from .norm import add_rmsnorm, rmsnorm
 from .quant import (KERNEL_ISA, QK, Q4_0_BYTES, Q8_0_BYTES, dequantize_q4_0_rows, dequantize_q8_0_rows,
-                    quantize_act)
+                    quantize_act, quantize_act_rows)
 from .sampling import argmax, sample
 
 KIND_Q8_0, KIND_Q4_0 = 0, 1
@@ -484,3 +484,180 @@ def decoder_step(n_threads, W, S, x, pos, k_cache, v_cache, head, head_kind, log
     _start(S.ctr, n_threads)
     for t in prange(n_threads):
         _program(W, S, x, pos, k_cache, v_cache, head, head_kind, logits, t)
+
+
+# ------------------------------------------------------------------------------ prefill
+# n prompt rows through every layer in ONE parallel region (prefill_layers): the per-op path
+# opens five regions a layer (four products and the attention), each a worker wake-up with
+# passive OpenMP workers. Per layer five phases: [q|k|v row units] [attention per kv head; tail:
+# quantize att] [o row units; tail: residual + ffn norm + quantize] [gate|up row units + SwiGLU +
+# quantize, by ffn columns] [down row units; tail: residual + next norm + quantize]. A product
+# unit is CHUNK weight rows for every prompt row, computed as Matrix.matmul's small-batch kernel
+# does (vnni_quad's tiles on AVX512-VNNI, the 8-row step per row elsewhere), so the result equals
+# the per-op forward bit for bit (tests/test_decoder.py).
+PREFILL_PHASES = 5
+
+
+class PrefillState(NamedTuple):
+    """Scratch of n rows through a stack (A = n_heads * hd, F = ffn width): the product inputs'
+    int8 blocks per width, as quantize_act_rows makes them."""
+    h: np.ndarray           # f32 [n, H]  normed input of the current product
+    qkv: np.ndarray         # f32 [n, A + 2 n_kv_heads hd]
+    att: np.ndarray         # f32 [n, A]
+    r: np.ndarray           # f32 [n, H]  product output added to the residual stream
+    gu: np.ndarray          # f32 [n, 2F] gate | up
+    act: np.ndarray         # f32 [n, F]  silu(gate) * up
+    y: np.ndarray           # f32 [n, H]  final norm
+    hq: np.ndarray          # int8 [n, H] h quantized (QK blocks), and its scales and sums
+    hd: np.ndarray          # f32 [n, H // QK]
+    hs: np.ndarray          # int32 [n, H // QK]
+    aq: np.ndarray          # int8 [n, A] att quantized
+    ad: np.ndarray
+    as_: np.ndarray
+    fq: np.ndarray          # int8 [n, F] act quantized (the down projection's input)
+    fd: np.ndarray
+    fs: np.ndarray
+    work: np.ndarray        # f32 [n_kv_heads, capacity] attention scratch per kv head
+    ctr: np.ndarray         # int64 counters(L, phases_per_layer=PREFILL_PHASES)
+
+
+def prefill_state(buf, n_kv_heads: int, cap: int, n_layers: int) -> PrefillState:
+    """PrefillState over a models.talker.Buffers of n rows (its arrays are the f32 rows)."""
+    n, H = buf.h.shape
+    A, F = buf.att.shape[1], buf.act.shape[1]
+
+    def q(k):
+        return np.zeros((n, k), np.int8), np.zeros((n, k // QK), np.float32), np.zeros((n, k // QK), np.int32)
+    return PrefillState(buf.h, buf.qkv, buf.att, buf.r, buf.gu, buf.act, buf.y, *q(H), *q(A), *q(F),
+                        np.zeros((n_kv_heads, cap), np.float32),
+                        counters(n_layers, phases_per_layer=PREFILL_PHASES))
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _groups_vnni(kind, p, nb, ng, XQ, XD, XS, out, g0, g1):
+    """out[:, 8 g0 : 8 g1] for every row of X (g0 a multiple of 4; g1 too, or ng): the tiles
+    of matmul_q*_vnni."""
+    for gq in range(g0 // 4, (g1 + 3) // 4):
+        vnni_quad(kind == KIND_Q4_0, p, nb, ng, XQ, XD, XS, out, gq)
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _groups_rows8(kind, p, nb, ng, XQ, XD, XS, out, g0, g1):
+    """out[:, 8 g0 : 8 g1] for every row of X: the 8-row step per row (matmul_q*_avx2 / arm)."""
+    for g in range(g0, g1):
+        for t in range(XQ.shape[0]):
+            _rows(kind, p, nb, XQ[t], XD[t], XS[t], out[t], ROWS * g, ROWS * (g + 1))
+
+
+_GROUPS = _groups_vnni if KERNEL_ISA == "vnni" else _groups_rows8
+
+
+@njit(cache=True, nogil=True)
+def _product_n(ctr, ph, kind, p, rows, XQ, XD, XS, out, t):
+    """Units of phase ph: out[:, rows] = X . W^T in claimed chunks of ctr[-2] weight rows (a
+    multiple of 32: whole tiles). True for the thread that finished the last unit."""
+    nb = XD.shape[1]
+    ng = rows // ROWS
+    gpu = ctr[ctr.shape[0] - 2] // ROWS   # groups per unit
+    n = (ng + gpu - 1) // gpu
+    last = False
+    while True:
+        u = _claim(ctr, ph, n, t)
+        if u < 0:
+            break
+        _GROUPS(kind, p, nb, ng, XQ, XD, XS, out, u * gpu, min(ng, (u + 1) * gpu))
+        last = _finish(ctr, ph, n) or last
+    return last
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _silu_mul_cols(gu, m, a, b, out):
+    """silu_mul(gu, out) for columns a..b of every row (same expression)."""
+    for r in range(gu.shape[0]):
+        for j in range(a, b):
+            out[r, j] = silu(gu[r, j]) * gu[r, m + j]
+
+
+@njit(cache=True, nogil=True)
+def _swiglu_n(ctr, ph, kind, p, S, t):
+    """Units of phase ph: for a range of ffn columns j (whole tiles), gate rows j and up rows
+    F + j of W_gate|up . h for every row, act = silu(gate) * up there, and its int8 blocks."""
+    nb = S.hd.shape[1]
+    F = S.act.shape[1]
+    ng = 2 * F // ROWS
+    chunk = max(ctr[ctr.shape[0] - 2] // 2 // 32 * 32, 32)
+    n = (F + chunk - 1) // chunk
+    last = False
+    while True:
+        u = _claim(ctr, ph, n, t)
+        if u < 0:
+            break
+        a, b = u * chunk, min(F, (u + 1) * chunk)
+        _GROUPS(kind, p, nb, ng, S.hq, S.hd, S.hs, S.gu, a // ROWS, b // ROWS)
+        _GROUPS(kind, p, nb, ng, S.hq, S.hd, S.hs, S.gu, (F + a) // ROWS, (F + b) // ROWS)
+        _silu_mul_cols(S.gu, F, a, b, S.act)
+        for r in range(S.act.shape[0]):
+            quantize_act(S.act[r, a:b], S.fq[r, a:b], S.fd[r, a // QK:b // QK], S.fs[r, a // QK:b // QK])
+        last = _finish(ctr, ph, n) or last
+    return last
+
+
+@njit(cache=True, nogil=True)
+def _prefill_program(W, S, x, pos0, k_cache, v_cache, t):
+    """What every thread of prefill_layers runs."""
+    ctr = S.ctr
+    n_layers = W.attn_norm.shape[0]
+    ph = 0
+    if _claim(ctr, ph, 1, t) == 0:
+        rmsnorm(x, W.attn_norm[0], W.eps, S.h)
+        quantize_act_rows(S.h, S.hq, S.hd, S.hs)
+        _release(ctr, ph)
+    _wait(ctr, ph)
+    for li in range(n_layers):
+        m = 4 * li
+        ph += 1
+        if _product_n(ctr, ph, W.kinds[m], W.P[m], W.rows[m], S.hq, S.hd, S.hs, S.qkv, t):
+            _release(ctr, ph)
+        _wait(ctr, ph)
+        ph += 1
+        last = False
+        while True:
+            g = _claim(ctr, ph, W.n_kv_heads, t)
+            if g < 0:
+                break
+            kv_head_rows(S.qkv, g, W.n_heads, W.n_kv_heads, W.q_norm[li], W.k_norm[li], W.eps, W.cos, W.sin,
+                         pos0, k_cache[li], v_cache[li], S.att, S.work[g])
+            last = _finish(ctr, ph, W.n_kv_heads) or last
+        if last:
+            quantize_act_rows(S.att, S.aq, S.ad, S.as_)
+            _release(ctr, ph)
+        _wait(ctr, ph)
+        ph += 1
+        if _product_n(ctr, ph, W.kinds[m + 1], W.P[m + 1], W.rows[m + 1], S.aq, S.ad, S.as_, S.r, t):
+            add_rmsnorm(x, S.r, W.ffn_norm[li], W.eps, S.h)
+            quantize_act_rows(S.h, S.hq, S.hd, S.hs)
+            _release(ctr, ph)
+        _wait(ctr, ph)
+        ph += 1
+        if _swiglu_n(ctr, ph, W.kinds[m + 2], W.P[m + 2], S, t):
+            _release(ctr, ph)
+        _wait(ctr, ph)
+        ph += 1
+        if _product_n(ctr, ph, W.kinds[m + 3], W.P[m + 3], W.rows[m + 3], S.fq, S.fd, S.fs, S.r, t):
+            if li + 1 < n_layers:
+                add_rmsnorm(x, S.r, W.attn_norm[li + 1], W.eps, S.h)
+                quantize_act_rows(S.h, S.hq, S.hd, S.hs)
+            else:
+                add_rmsnorm(x, S.r, W.out_norm, W.eps, S.y)
+            _release(ctr, ph)
+        _wait(ctr, ph)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def prefill_layers(n_threads, W, S, x, pos0, k_cache, v_cache):
+    """Rows x [n, H] at positions pos0 .. pos0 + n - 1 through every layer (x updated in place),
+    S.y = the final norm, in ONE parallel region. W: StackWeights (RoPE tables covering the
+    positions), S: PrefillState; k_cache, v_cache [L, n_kv_heads, cap, hd] with cap >= n."""
+    _start(S.ctr, n_threads)
+    for t in prange(n_threads):
+        _prefill_program(W, S, x, pos0, k_cache, v_cache, t)

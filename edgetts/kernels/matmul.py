@@ -728,48 +728,58 @@ def _rows8_vnni(q4, p, g, nb, xq, xd, xs, out_t):
         rows8_q8_0_vnni(p, g * nb * ROWS * Q8_0_BYTES, nb, xq, xd, xs, out_t, ROWS * g)
 
 
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def vnni_quad(q4, p, nb, ng, XQ, XD, XS, out, gq):
+    """out[:, 32 gq .. 32 gq + 32] (at most up to group ng) for every activation row: the 8-row
+    groups 4 gq .. 4 gq + 3 of the x8 copy p as one 32-row tile; for fewer than TILE_T rows, or
+    the matrix's last 1-3 groups, 16-row tiles for pairs and rows8 per row for the rest. One unit
+    of _matmul_vnni's loop (and of the fused prefill's products, kernels/decoder.py)."""
+    n = XQ.shape[0]
+    g = 4 * gq
+    if n >= TILE_T and g + 3 < ng:
+        tq = np.empty(nb * 4 * ROWS * QK, np.uint8)
+        td = np.empty(nb * 4 * ROWS, np.float32)
+        _tile(q4, 4, p, g, nb, tq, td)
+        t = 0
+        while t + TILE_T <= n:
+            if q4:
+                dots32_q4_0_x4(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
+            else:
+                dots32_q8_0_x4(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
+            t += TILE_T
+        while t < n:
+            if q4:
+                dots32_q4_0_x1(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
+            else:
+                dots32_q8_0_x1(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
+            t += 1
+        return
+    # few activation rows, or the last 1-3 groups: a 16-row tile for a pair of groups, rows8
+    # per activation row for the rest
+    end = min(g + 4, ng)
+    while g < end:
+        if n >= TILE_T and g + 1 < end:
+            tq = np.empty(nb * 2 * ROWS * QK, np.uint8)
+            td = np.empty(nb * 2 * ROWS, np.float32)
+            _tile(q4, 2, p, g, nb, tq, td)
+            for t in range(n):
+                if q4:
+                    dots16_q4_0_x1(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
+                else:
+                    dots16_q8_0_x1(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
+            g += 2
+        else:  # too few rows to pay for a tile, or a last odd group
+            for t in range(n):
+                _rows8_vnni(q4, p, g, nb, XQ[t], XD[t], XS[t], out[t])
+            g += 1
+
+
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def _matmul_vnni(q4, p, w, wd, XQ, XD, XS, out):
     rows, nb, n = w.shape[0], XD.shape[1], XQ.shape[0]
     ng = rows // ROWS
     for gq in prange((ng + 3) // 4):  # quads of 8-row groups: one 32-row tile
-        g = 4 * gq
-        if n >= TILE_T and g + 3 < ng:
-            tq = np.empty(nb * 4 * ROWS * QK, np.uint8)
-            td = np.empty(nb * 4 * ROWS, np.float32)
-            _tile(q4, 4, p, g, nb, tq, td)
-            t = 0
-            while t + TILE_T <= n:
-                if q4:
-                    dots32_q4_0_x4(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
-                else:
-                    dots32_q8_0_x4(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
-                t += TILE_T
-            while t < n:
-                if q4:
-                    dots32_q4_0_x1(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
-                else:
-                    dots32_q8_0_x1(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
-                t += 1
-            continue
-        # few activation rows, or the last 1-3 groups: a 16-row tile for a pair of groups, rows8
-        # per activation row for the rest
-        end = min(g + 4, ng)
-        while g < end:
-            if n >= TILE_T and g + 1 < end:
-                tq = np.empty(nb * 2 * ROWS * QK, np.uint8)
-                td = np.empty(nb * 2 * ROWS, np.float32)
-                _tile(q4, 2, p, g, nb, tq, td)
-                for t in range(n):
-                    if q4:
-                        dots16_q4_0_x1(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
-                    else:
-                        dots16_q8_0_x1(tq, td, nb, XQ, XD, XS, t, out, ROWS * g)
-                g += 2
-            else:  # too few rows to pay for a tile, or a last odd group
-                for t in range(n):
-                    _rows8_vnni(q4, p, g, nb, XQ[t], XD[t], XS[t], out[t])
-                g += 1
+        vnni_quad(q4, p, nb, ng, XQ, XD, XS, out, gq)
     for r in range(rows // ROWS * ROWS, rows):
         for t in range(n):
             out[t, r] = _row_q4_0(w, wd, r, XQ[t], XD[t], XS[t]) if q4 else _row_q8_0(w, wd, r, XQ[t], XD[t], XS[t])

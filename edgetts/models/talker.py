@@ -17,7 +17,7 @@ from ..kernels.norm import add_rmsnorm, rmsnorm
 from ..kernels.rope import rope_tables
 from .config import StackConfig, TalkerConfig
 
-from ..kernels.matmul import ROWS, Matrix
+from ..kernels.matmul import BLAS_MIN_ROWS, ROWS, Matrix
 from ..kernels.quant import QK
 
 _NO_BYTES = np.zeros(0, np.uint8)
@@ -168,11 +168,20 @@ class Stack:
     def set_positions(self, n_pos: int) -> None:
         self.cos, self.sin = rope_tables(self.cfg.rope_theta, self.cfg.head_dim, n_pos)
 
+    fused_prefill = True  # several rows in one parallel region where step() has one (tests turn it off)
+
     def forward(self, x: np.ndarray, pos0: int, cache, buf: Buffers, trace: list | None = None) -> np.ndarray:
-        """x: [n, hidden] rows at positions pos0..pos0+n-1 (consumed). Returns buf.y (normed)."""
+        """x: [n, hidden] rows at positions pos0..pos0+n-1 (consumed). Returns buf.y (normed).
+        Quantized x86 / aarch64 stacks run 2 .. BLAS_MIN_ROWS - 1 rows as one parallel region
+        (kernels/decoder.py prefill_layers, the same results); a trace takes the per-op path."""
         n = x.shape[0]
         if pos0 + n > self.cos.shape[0]:
             self.set_positions(max(2 * self.cos.shape[0], pos0 + n))
+        if self._fused is not None and trace is None and self.fused_prefill and 1 < n < BLAS_MIN_ROWS:
+            S = decoder.prefill_state(buf, self.cfg.n_kv_heads, cache.k.shape[2], len(self.layers))
+            decoder.prefill_layers(numba.get_num_threads(), self.weights(), S, x, pos0, cache.k, cache.v)
+            cache.pos = pos0 + n
+            return buf.y
         c = self.cfg
         eps = self.eps
         for i, L in enumerate(self.layers):
