@@ -147,7 +147,13 @@ def build_prompt(talker, cfg: TalkerConfig, text_ids, role_ids, *, language: str
     if not T:
         raise EdgeTTSError("empty text: nothing to say")
     H = cfg.talker.hidden
-    pad, bos, eos = talker.text_rows([cfg.tts_pad_id, cfg.tts_bos_id, cfg.tts_eos_id])
+    # every text row of the prompt through the text projection in one call (a product per call)
+    I = [int(t) for t in instruct_ids] if instruct_ids is not None else []
+    role = [int(t) for t in role_ids]
+    R = [int(t) for t in (ref_text_ids if ref_text_ids is not None else [])] if ref_frames is not None else []
+    rows = talker.text_rows([cfg.tts_pad_id, cfg.tts_bos_id, cfg.tts_eos_id] + I + role + T + R)
+    pad, bos, eos = rows[:3]
+    rows_I, rows_role, P, rows_R = np.split(rows[3:], np.cumsum([len(I), len(role), len(T)]))
     E = talker.codec_rows
     # codec track K: control ids, speaker slot, [pad, bos]
     pre = codec_prefix(cfg, language, speaker)
@@ -163,17 +169,15 @@ def build_prompt(talker, cfg: TalkerConfig, text_ids, role_ids, *, language: str
     K = np.concatenate(K, 0)
     k = K.shape[0]
     blocks = []
-    if instruct_ids is not None and len(instruct_ids):
-        blocks.append(talker.text_rows(instruct_ids))
-    blocks.append(talker.text_rows(role_ids))
+    if I:
+        blocks.append(rows_I)
+    blocks.append(rows_role)
     prefix = np.repeat(pad[None], k - 1, 0)
     prefix[k - 2] = bos
     blocks.append(prefix + K[:k - 1])
-    P = talker.text_rows(T)
     e_pad, e_bos = E([cfg.codec_pad_id, cfg.codec_bos_id])
     if ref_frames is not None:
-        R = [int(t) for t in (ref_text_ids if ref_text_ids is not None else [])]
-        X = np.concatenate([talker.text_rows(R) if R else np.zeros((0, H), np.float32), P, eos[None]], 0)
+        X = np.concatenate([rows_R, P, eos[None]], 0)
         Y = np.concatenate([e_bos[None], np.asarray(ref_frames, np.float32).reshape(-1, H)], 0)
         if non_streaming:
             body = np.concatenate([X + e_pad, Y + pad], 0)

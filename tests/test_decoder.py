@@ -108,6 +108,17 @@ def test_prefill_in_one_region_equals_per_op_forward(monkeypatch, types, H, laye
         out.append((y, xx, c.k.copy(), c.v.copy()))
     for a, b in zip(*out):
         np.testing.assert_array_equal(a, b)
+    # only the last row wanted (Talker.prefill): that row and every row's keys and values
+    c = KVCache(layers, nkv, hd, pos0 + n + 3)
+    c.k[...] = 0.5
+    c.v[...] = -0.25
+    xx = x.copy()
+    y = st.forward(xx, pos0, c, Buffers(cfg, n), last=1)
+    ref_y, ref_x, ref_k, ref_v = out[0]
+    np.testing.assert_array_equal(y[-1], ref_y[-1])
+    np.testing.assert_array_equal(xx[-1], ref_x[-1])
+    np.testing.assert_array_equal(c.k, ref_k)
+    np.testing.assert_array_equal(c.v, ref_v)
 
 
 @pytest.mark.parametrize("dt", ["Q8_0", "Q4_0"])

@@ -579,11 +579,13 @@ def _silu_mul_cols(gu, m, a, b, out):
 
 
 @njit(cache=True, nogil=True)
-def _swiglu_n(ctr, ph, kind, p, S, t):
+def _swiglu_n(ctr, ph, kind, p, S, r0, t):
     """Units of phase ph: for a range of ffn columns j (whole tiles), gate rows j and up rows
-    F + j of W_gate|up . h for every row, act = silu(gate) * up there, and its int8 blocks."""
+    F + j of W_gate|up . h for rows r0.., act = silu(gate) * up there, and its int8 blocks."""
     nb = S.hd.shape[1]
     F = S.act.shape[1]
+    hq, hd, hs, gu, act, fq, fd, fs = S.hq[r0:], S.hd[r0:], S.hs[r0:], S.gu[r0:], S.act[r0:], S.fq[r0:], \
+        S.fd[r0:], S.fs[r0:]
     ng = 2 * F // ROWS
     chunk = max(ctr[ctr.shape[0] - 2] // 2 // 32 * 32, 32)
     n = (F + chunk - 1) // chunk
@@ -593,20 +595,21 @@ def _swiglu_n(ctr, ph, kind, p, S, t):
         if u < 0:
             break
         a, b = u * chunk, min(F, (u + 1) * chunk)
-        _GROUPS(kind, p, nb, ng, S.hq, S.hd, S.hs, S.gu, a // ROWS, b // ROWS)
-        _GROUPS(kind, p, nb, ng, S.hq, S.hd, S.hs, S.gu, (F + a) // ROWS, (F + b) // ROWS)
-        _silu_mul_cols(S.gu, F, a, b, S.act)
-        for r in range(S.act.shape[0]):
-            quantize_act(S.act[r, a:b], S.fq[r, a:b], S.fd[r, a // QK:b // QK], S.fs[r, a // QK:b // QK])
+        _GROUPS(kind, p, nb, ng, hq, hd, hs, gu, a // ROWS, b // ROWS)
+        _GROUPS(kind, p, nb, ng, hq, hd, hs, gu, (F + a) // ROWS, (F + b) // ROWS)
+        _silu_mul_cols(gu, F, a, b, act)
+        for r in range(act.shape[0]):
+            quantize_act(act[r, a:b], fq[r, a:b], fd[r, a // QK:b // QK], fs[r, a // QK:b // QK])
         last = _finish(ctr, ph, n) or last
     return last
 
 
 @njit(cache=True, nogil=True)
-def _prefill_program(W, S, x, pos0, k_cache, v_cache, t):
+def _prefill_program(W, S, x, pos0, k_cache, v_cache, last, t):
     """What every thread of prefill_layers runs."""
     ctr = S.ctr
     n_layers = W.attn_norm.shape[0]
+    n = x.shape[0]
     ph = 0
     if _claim(ctr, ph, 1, t) == 0:
         rmsnorm(x, W.attn_norm[0], W.eps, S.h)
@@ -615,49 +618,56 @@ def _prefill_program(W, S, x, pos0, k_cache, v_cache, t):
     _wait(ctr, ph)
     for li in range(n_layers):
         m = 4 * li
+        # rows past the attention: all of them, or in the last layer only the last `last` rows
+        # (the others' keys and values are cached by then, and no one reads their outputs)
+        r0 = max(n - last, 0) if li + 1 == n_layers and last > 0 else 0
         ph += 1
         if _product_n(ctr, ph, W.kinds[m], W.P[m], W.rows[m], S.hq, S.hd, S.hs, S.qkv, t):
             _release(ctr, ph)
         _wait(ctr, ph)
         ph += 1
-        last = False
+        fin = False
         while True:
             g = _claim(ctr, ph, W.n_kv_heads, t)
             if g < 0:
                 break
             kv_head_rows(S.qkv, g, W.n_heads, W.n_kv_heads, W.q_norm[li], W.k_norm[li], W.eps, W.cos, W.sin,
                          pos0, k_cache[li], v_cache[li], S.att, S.work[g])
-            last = _finish(ctr, ph, W.n_kv_heads) or last
-        if last:
-            quantize_act_rows(S.att, S.aq, S.ad, S.as_)
+            fin = _finish(ctr, ph, W.n_kv_heads) or fin
+        if fin:
+            quantize_act_rows(S.att[r0:], S.aq[r0:], S.ad[r0:], S.as_[r0:])
             _release(ctr, ph)
         _wait(ctr, ph)
         ph += 1
-        if _product_n(ctr, ph, W.kinds[m + 1], W.P[m + 1], W.rows[m + 1], S.aq, S.ad, S.as_, S.r, t):
-            add_rmsnorm(x, S.r, W.ffn_norm[li], W.eps, S.h)
-            quantize_act_rows(S.h, S.hq, S.hd, S.hs)
+        if _product_n(ctr, ph, W.kinds[m + 1], W.P[m + 1], W.rows[m + 1], S.aq[r0:], S.ad[r0:], S.as_[r0:],
+                      S.r[r0:], t):
+            add_rmsnorm(x[r0:], S.r[r0:], W.ffn_norm[li], W.eps, S.h[r0:])
+            quantize_act_rows(S.h[r0:], S.hq[r0:], S.hd[r0:], S.hs[r0:])
             _release(ctr, ph)
         _wait(ctr, ph)
         ph += 1
-        if _swiglu_n(ctr, ph, W.kinds[m + 2], W.P[m + 2], S, t):
+        if _swiglu_n(ctr, ph, W.kinds[m + 2], W.P[m + 2], S, r0, t):
             _release(ctr, ph)
         _wait(ctr, ph)
         ph += 1
-        if _product_n(ctr, ph, W.kinds[m + 3], W.P[m + 3], W.rows[m + 3], S.fq, S.fd, S.fs, S.r, t):
+        if _product_n(ctr, ph, W.kinds[m + 3], W.P[m + 3], W.rows[m + 3], S.fq[r0:], S.fd[r0:], S.fs[r0:],
+                      S.r[r0:], t):
             if li + 1 < n_layers:
                 add_rmsnorm(x, S.r, W.attn_norm[li + 1], W.eps, S.h)
                 quantize_act_rows(S.h, S.hq, S.hd, S.hs)
             else:
-                add_rmsnorm(x, S.r, W.out_norm, W.eps, S.y)
+                add_rmsnorm(x[r0:], S.r[r0:], W.out_norm, W.eps, S.y[r0:])
             _release(ctr, ph)
         _wait(ctr, ph)
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def prefill_layers(n_threads, W, S, x, pos0, k_cache, v_cache):
+def prefill_layers(n_threads, W, S, x, pos0, k_cache, v_cache, last):
     """Rows x [n, H] at positions pos0 .. pos0 + n - 1 through every layer (x updated in place),
-    S.y = the final norm, in ONE parallel region. W: StackWeights (RoPE tables covering the
-    positions), S: PrefillState; k_cache, v_cache [L, n_kv_heads, cap, hd] with cap >= n."""
+    S.y = the final norm, in ONE parallel region; last > 0: only the last `last` rows of x and
+    S.y are wanted (the last layer's products past the attention skip the others; every row's
+    keys and values are cached). W: StackWeights (RoPE tables covering the positions),
+    S: PrefillState; k_cache, v_cache [L, n_kv_heads, cap, hd] with cap >= n."""
     _start(S.ctr, n_threads)
     for t in prange(n_threads):
-        _prefill_program(W, S, x, pos0, k_cache, v_cache, t)
+        _prefill_program(W, S, x, pos0, k_cache, v_cache, last, t)

@@ -170,8 +170,10 @@ class Stack:
 
     fused_prefill = True  # several rows in one parallel region where step() has one (tests turn it off)
 
-    def forward(self, x: np.ndarray, pos0: int, cache, buf: Buffers, trace: list | None = None) -> np.ndarray:
-        """x: [n, hidden] rows at positions pos0..pos0+n-1 (consumed). Returns buf.y (normed).
+    def forward(self, x: np.ndarray, pos0: int, cache, buf: Buffers, trace: list | None = None,
+                last: int = 0) -> np.ndarray:
+        """x: [n, hidden] rows at positions pos0..pos0+n-1 (consumed). Returns buf.y (normed);
+        last > 0: only its last `last` rows are wanted (the fused prefill skips the rest).
         Quantized x86 / aarch64 stacks run 2 .. BLAS_MIN_ROWS - 1 rows as one parallel region
         (kernels/decoder.py prefill_layers, the same results); a trace takes the per-op path."""
         n = x.shape[0]
@@ -179,7 +181,7 @@ class Stack:
             self.set_positions(max(2 * self.cos.shape[0], pos0 + n))
         if self._fused is not None and trace is None and self.fused_prefill and 1 < n < BLAS_MIN_ROWS:
             S = decoder.prefill_state(buf, self.cfg.n_kv_heads, cache.k.shape[2], len(self.layers))
-            decoder.prefill_layers(numba.get_num_threads(), self.weights(), S, x, pos0, cache.k, cache.v)
+            decoder.prefill_layers(numba.get_num_threads(), self.weights(), S, x, pos0, cache.k, cache.v, last)
             cache.pos = pos0 + n
             return buf.y
         c = self.cfg
@@ -245,7 +247,7 @@ class Talker:
         """Run prompt rows [L, H] from position cache.pos; returns (y_last [H], logits [V]) views."""
         x = np.array(rows, dtype=np.float32, copy=True)
         buf = Buffers(self.cfg.talker, x.shape[0])
-        y = self.stack.forward(x, cache.pos, cache, buf, trace)
+        y = self.stack.forward(x, cache.pos, cache, buf, trace, last=1)
         if trace is not None:
             trace.append(y.copy())
         self.buf1.y[0] = y[-1]
