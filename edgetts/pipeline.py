@@ -150,7 +150,7 @@ def build_prompt(talker, cfg: TalkerConfig, text_ids, role_ids, *, language: str
     # every text row of the prompt through the text projection in one call (a product per call)
     I = [int(t) for t in instruct_ids] if instruct_ids is not None else []
     role = [int(t) for t in role_ids]
-    R = [int(t) for t in (ref_text_ids if ref_text_ids is not None else [])] if ref_frames is not None else []
+    R = [int(t) for t in ref_text_ids] if ref_frames is not None and ref_text_ids is not None else []
     rows = talker.text_rows([cfg.tts_pad_id, cfg.tts_bos_id, cfg.tts_eos_id] + I + role + T + R)
     pad, bos, eos = rows[:3]
     rows_I, rows_role, P, rows_R = np.split(rows[3:], np.cumsum([len(I), len(role), len(T)]))
@@ -168,10 +168,7 @@ def build_prompt(talker, cfg: TalkerConfig, text_ids, role_ids, *, language: str
     K.append(E([cfg.codec_pad_id, cfg.codec_bos_id]))
     K = np.concatenate(K, 0)
     k = K.shape[0]
-    blocks = []
-    if I:
-        blocks.append(rows_I)
-    blocks.append(rows_role)
+    blocks = [rows_I, rows_role]   # (no instruct: rows_I has no rows)
     prefix = np.repeat(pad[None], k - 1, 0)
     prefix[k - 2] = bos
     blocks.append(prefix + K[:k - 1])

@@ -698,7 +698,7 @@ class CodecStream:
         a2, ib2 = u.act2
         h = c1.run(buf, ust, self.rows)
         self.rows(ks.snake_beta, h, c1.bias, a2, ib2, h, rows=(3,))
-        z = c2.run(h, _NO_CTX(c2.cin), self.rows)
+        z = c2.run(h, c2.state(), self.rows)
         self.rows(ks.residual_add, y, z, c2.bias, rows=(0,))
 
     # Narrow units (weights <= SMALL_W floats, block 3 here) run in im2col tiles of TILE_FLOATS that
@@ -785,11 +785,6 @@ def _linear_t(*ws):
 
 
 _ZEROS: dict = {}
-
-
-def _NO_CTX(cin):
-    """The (empty) left context of a 1x1 conv."""
-    return np.zeros((0, cin), np.float32)
 
 
 def _ZERO(n):
