@@ -23,7 +23,7 @@ def file_matrix(tmp_path, name, m: Matrix) -> Matrix:
     with open(p, "wb") as f:
         f.write(b"\0" * off + np.ascontiguousarray(m.data).tobytes() + b"\0" * 50)
     raw = np.memmap(p, dtype=np.uint8, mode="r")
-    return Matrix(m.dtype, raw[off:off + m.data.nbytes].reshape(m.data.shape), m.rows, m.cols)
+    return Matrix(m.dtype, raw[off:off + m.data.nbytes].view(m.data.dtype).reshape(m.data.shape), m.rows, m.cols)
 
 
 def check_same(m: Matrix, ref: Matrix, rng):
@@ -118,3 +118,58 @@ def test_release_pages(tmp_path):
     z = mm.lazy_zeros((3, 5), np.uint8)
     assert z.shape == (3, 5) and not z.any()
     assert release_pages(z) == 0
+
+
+def resident_pages(a: np.ndarray) -> int:
+    """Pages under a that are in this process's resident set (/proc/self/pagemap, present bit)."""
+    addr = a.__array_interface__["data"][0]
+    p0, p1 = addr // mm.PAGE, -(-(addr + a.nbytes) // mm.PAGE)
+    with open("/proc/self/pagemap", "rb") as f:
+        f.seek(p0 * 8)
+        v = np.frombuffer(f.read((p1 - p0) * 8), np.uint64)
+    return int(((v >> np.uint64(63)) & np.uint64(1)).sum())
+
+
+needs_pagemap = pytest.mark.skipif(not hasattr(__import__("os"), "preadv") or
+                                   not __import__("os").path.exists("/proc/self/pagemap"),
+                                   reason="pread and /proc/self/pagemap (Linux)")
+
+
+@needs_pagemap
+@pytest.mark.parametrize("dtype", ["F32", "F16", "BF16", "Q8_0", "Q4_0"])
+def test_row_lookups_read_the_file_not_the_mapping(tmp_path, dtype):
+    """An embedding table used only through rows_f32 (never prepared): every row equals the
+    in-memory table's, and the file-mapped pages under it never enter the resident set (a read
+    through the mapping would map the 64 KB around each row)."""
+    rng = np.random.default_rng(7)
+    rows, cols = 300, 128
+    ref = Matrix.from_f32(rand_w(rng, rows, cols), dtype)
+    m = file_matrix(tmp_path, "t.bin", ref)
+    release_pages(m.data, outward=True)
+    a, b = np.empty(cols, np.float32), np.empty(cols, np.float32)
+    for r in [0, rows - 1] + list(rng.integers(0, rows, 50)):
+        np.testing.assert_array_equal(m.rows_f32(int(r), a), ref.rows_f32(int(r), b))
+    assert resident_pages(m.data) == 0
+    with pytest.raises(IndexError):
+        m.rows_f32(rows, a)
+
+
+@needs_pagemap
+def test_row_table(tmp_path):
+    """RowTable.take equals fancy indexing, file-mapped (pread, nothing resident) or in memory."""
+    rng = np.random.default_rng(8)
+    t = rng.standard_normal((500, 3, 7)).astype(np.float32)
+    p = tmp_path / "cb.bin"
+    with open(p, "wb") as f:
+        f.write(b"\0" * 12 + t.tobytes())
+    a = np.memmap(p, dtype=np.uint8, mode="r")[12:].view(np.float32).reshape(t.shape)
+    release_pages(a, outward=True)
+    idx = rng.integers(0, 500, 40)
+    for table in (mm.RowTable(a), mm.RowTable(t)):
+        np.testing.assert_array_equal(table.take(idx), t[idx])
+        np.testing.assert_array_equal(table.take(np.zeros(0, np.int64)), t[:0])
+        for bad in ([-1], [500]):
+            with pytest.raises(IndexError):
+                table.take(bad)
+    assert mm.RowTable(a).fd is not None and mm.RowTable(t).fd is None
+    assert resident_pages(a) == 0

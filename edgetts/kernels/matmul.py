@@ -45,7 +45,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .memory import file_backed, lazy_zeros, release_pages
+from .memory import RowTable, file_backed, lazy_zeros, release_pages
 from .quant import (KERNEL_ISA, QK, Q4_0_BYTES, Q8_0_BYTES, bf16_to_f32, dequantize_q4_0_par,
                     dequantize_q4_0_rows, dequantize_q8_0_par, dequantize_q8_0_rows,
                     dot_u4s8_32, dot_u8s8_32, f16_to_f32, quantize_act, quantize_act_rows,
@@ -885,6 +885,7 @@ class Matrix:
         self.cols = cols
         self.data = _readonly(data.reshape(shape))
         self.nbytes = int(self.data.nbytes)
+        self._table = None  # RowTable over self.data, made on the first rows_f32
         if dtype in _BLOCK_BYTES:
             self._wd = self.data.view(np.uint16)  # block scales, read in the kernel
             nb = cols // QK
@@ -1120,17 +1121,24 @@ class Matrix:
         if out.shape != (self.cols,) or out.dtype != np.float32:
             raise ValueError(f"rows_f32 {self}: out {out.shape} {out.dtype}")
         dt = self.dtype
-        if dt == "F32":
-            out[:] = self.data[idx]
+        if dt in _BLOCK_BYTES:
+            in_x8 = idx < self._x8.size // self.data.shape[1]
+            row = self._plain_rows(idx, idx + 1) if in_x8 else self._row(idx)
+            (dequantize_q8_0_rows if dt == "Q8_0" else dequantize_q4_0_rows)(row, 0, 1, out.reshape(1, -1))
+        elif dt == "F32":
+            out[:] = self._row(idx)[0]
         elif dt == "F16":
-            out[:] = self.data[idx].view(np.float16)
-        elif dt == "BF16":
-            out.view(np.uint32)[:] = self.data[idx].astype(np.uint32) << 16
-        elif dt == "Q8_0":
-            dequantize_q8_0_rows(self._plain_rows(idx, idx + 1), 0, 1, out.reshape(1, -1))
+            out[:] = self._row(idx)[0].view(np.float16)
         else:
-            dequantize_q4_0_rows(self._plain_rows(idx, idx + 1), 0, 1, out.reshape(1, -1))
+            out.view(np.uint32)[:] = self._row(idx)[0].astype(np.uint32) << 16
         return out
+
+    def _row(self, idx: int) -> np.ndarray:
+        """self.data[idx:idx + 1], read from the file when the table is file-mapped (RowTable:
+        an embedding lookup then leaves no pages resident)."""
+        if self._table is None or self._table.a is not self.data:
+            self._table = RowTable(self.data)
+        return self._table.take([idx])
 
     def to_f32(self) -> np.ndarray:
         """Full dequantized float32 [rows, cols] copy."""

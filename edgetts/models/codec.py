@@ -49,7 +49,7 @@ from ..kernels import codec_attn as ka
 from ..kernels import codec_tfm
 from ..kernels import conv as kc
 from ..kernels.gemm_rows import Panels
-from ..kernels.memory import release_pages
+from ..kernels.memory import RowTable, release_pages
 from ..kernels.rope import rope_cos_sin
 from ..kernels.pool import Rows, as_f32, default_threads
 from ..kernels import snake as ks
@@ -232,7 +232,7 @@ class CodecDecoder:
                 if cb.shape != (cfg.codebook_size, pw.shape[1]):
                     raise EdgeTTSError(f"codec: codebook {g}.{i} is {cb.shape}, expected "
                                        f"[{cfg.codebook_size}, {pw.shape[1]}] (codebook_size from the config)")
-                cbs.append(cb)
+                cbs.append(RowTable(cb))
             self.rvq.append((cbs, np.ascontiguousarray(pw)))
         cdim = self.rvq[0][1].shape[0]
         if any(pw.shape[0] != cdim for _, pw in self.rvq):
@@ -564,9 +564,9 @@ class CodecStream:
         z = None
         q = 0
         for cbs, pw in self.dec.rvq:
-            s = cbs[0][codes[:, q]]
+            s = cbs[0].take(codes[:, q])
             for i in range(1, len(cbs)):
-                s += cbs[i][codes[:, q + i]]
+                s += cbs[i].take(codes[:, q + i])
             q += len(cbs)
             y = self.rows.lin(s, pw)
             if z is None:
