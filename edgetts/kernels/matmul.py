@@ -1138,7 +1138,7 @@ class Matrix:
         an embedding lookup then leaves no pages resident)."""
         if self._table is None or self._table.a is not self.data:
             self._table = RowTable(self.data)
-        return self._table.take([idx])
+        return self._table.row(idx)
 
     def to_f32(self) -> np.ndarray:
         """Full dequantized float32 [rows, cols] copy."""

@@ -102,6 +102,17 @@ class RowTable:
             self.offset = region[1]
             self.row_bytes = a.strides[0]
 
+    def row(self, i: int) -> np.ndarray:
+        """a[i:i + 1] (i already checked against the table's rows): one pread, the lookup path of
+        an embedding (Matrix.rows_f32)."""
+        if self.fd is None:
+            return self.a[i:i + 1]
+        out = np.empty((1,) + self.a.shape[1:], self.a.dtype)
+        got = os.preadv(self.fd, [out], self.offset + i * self.row_bytes)
+        if got != self.row_bytes:
+            raise OSError(f"{self.a.shape} table: short read of row {i} ({got} of {self.row_bytes} bytes)")
+        return out
+
     def take(self, idx) -> np.ndarray:
         """a[idx] for a 1-D sequence of row indices (each checked against the table's rows)."""
         idx = np.asarray(idx, np.int64).reshape(-1)
