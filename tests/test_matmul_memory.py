@@ -2,6 +2,8 @@
 rows / dequantization read back from the x8 layout -- all bit-identical to the plain rows."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -130,8 +132,7 @@ def resident_pages(a: np.ndarray) -> int:
     return int(((v >> np.uint64(63)) & np.uint64(1)).sum())
 
 
-needs_pagemap = pytest.mark.skipif(not hasattr(__import__("os"), "preadv") or
-                                   not __import__("os").path.exists("/proc/self/pagemap"),
+needs_pagemap = pytest.mark.skipif(not hasattr(os, "preadv") or not os.path.exists("/proc/self/pagemap"),
                                    reason="pread and /proc/self/pagemap (Linux)")
 
 
@@ -173,3 +174,19 @@ def test_row_table(tmp_path):
                 table.take(bad)
     assert mm.RowTable(a).fd is not None and mm.RowTable(t).fd is None
     assert resident_pages(a) == 0
+
+
+@needs_pagemap
+def test_row_table_file_replaced(tmp_path):
+    """The path names another file than the one mapped (replaced after loading): RowTable reads
+    the mapping, never the new file."""
+    t = np.arange(64 * 16, dtype=np.float32).reshape(64, 16)
+    p = tmp_path / "t.bin"
+    t.tofile(p)
+    a = np.memmap(p, dtype=np.float32, mode="r").reshape(64, 16)
+    tmp = tmp_path / "new.bin"
+    (-t).tofile(tmp)
+    os.replace(tmp, p)
+    table = mm.RowTable(a)
+    assert table.fd is None
+    np.testing.assert_array_equal(table.take([3, 60]), t[[3, 60]])

@@ -84,6 +84,21 @@ def _file_region(a: np.ndarray):
     return root.filename, int(root.offset) + addr - root.__array_interface__["data"][0]
 
 
+def _mapped_file(addr: int):
+    """(device major, minor, inode) of the file mapped at address addr (/proc/self/maps), or None."""
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                span, _perms, _off, dev, inode = line.split(None, 5)[:5]
+                lo, hi = span.split("-")
+                if int(lo, 16) <= addr < int(hi, 16):
+                    major, minor = dev.split(":")
+                    return int(major, 16), int(minor, 16), int(inode)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 class RowTable:
     """Rows of a table a [rows, ...] picked by index (an embedding or a codebook lookup).
 
@@ -96,11 +111,20 @@ class RowTable:
         self.a = a
         self.fd = None
         region = _file_region(a) if a.ndim >= 1 and a.flags.c_contiguous and hasattr(os, "preadv") else None
-        if region is not None and a.size:
-            self.fd = os.open(region[0], os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            self._close = weakref.finalize(self, os.close, self.fd)
-            self.offset = region[1]
-            self.row_bytes = a.strides[0]
+        if region is None or not a.size:
+            return
+        try:
+            fd = os.open(region[0], os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return
+        st = os.fstat(fd)
+        if _mapped_file(a.__array_interface__["data"][0]) != (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino):
+            os.close(fd)  # the path names another file now (replaced since it was mapped): read the map
+            return
+        self.fd = fd
+        self._close = weakref.finalize(self, os.close, fd)
+        self.offset = region[1]
+        self.row_bytes = a.strides[0]
 
     def row(self, i: int) -> np.ndarray:
         """a[i:i + 1] (i already checked against the table's rows): one pread, the lookup path of
@@ -115,16 +139,19 @@ class RowTable:
 
     def take(self, idx) -> np.ndarray:
         """a[idx] for a 1-D sequence of row indices (each checked against the table's rows)."""
-        idx = np.asarray(idx, np.int64).reshape(-1)
         rows = self.a.shape[0]
-        if idx.size and (idx.min() < 0 or idx.max() >= rows):
-            raise IndexError(f"row index out of range 0..{rows - 1}")
         if self.fd is None:
-            return self.a[idx]
-        out = np.empty((idx.size,) + self.a.shape[1:], self.a.dtype)
-        flat = out.view(np.uint8).reshape(idx.size, self.row_bytes)
+            ix = np.asarray(idx, np.int64).reshape(-1)
+            if ix.size and (ix.min() < 0 or ix.max() >= rows):
+                raise IndexError(f"row index out of range 0..{rows - 1}")
+            return self.a[ix]
+        idx = np.asarray(idx, np.int64).reshape(-1).tolist()
+        out = np.empty((len(idx),) + self.a.shape[1:], self.a.dtype)
+        flat = out.view(np.uint8).reshape(len(idx), self.row_bytes)
         for i, r in enumerate(idx):
-            got = os.preadv(self.fd, [flat[i]], self.offset + int(r) * self.row_bytes)
+            if not 0 <= r < rows:
+                raise IndexError(f"row index {r} out of range 0..{rows - 1}")
+            got = os.preadv(self.fd, [flat[i]], self.offset + r * self.row_bytes)
             if got != self.row_bytes:
-                raise OSError(f"{self.a.shape} table: short read of row {int(r)} ({got} of {self.row_bytes} bytes)")
+                raise OSError(f"{self.a.shape} table: short read of row {r} ({got} of {self.row_bytes} bytes)")
         return out
