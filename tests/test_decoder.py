@@ -179,6 +179,59 @@ def test_predictor_frame_in_one_region_equals_steps(dt, greedy):
         np.testing.assert_array_equal(codes, forced)
 
 
+@pytest.mark.parametrize("dt", ["Q8_0", "Q4_0"])
+def test_predictor_frame_reads_file_tables_with_pread(tmp_path, dt):
+    """Embedding tables in a file mapping: the fused frame preads each next row (nothing of the
+    tables becomes resident) and gives the codes and logits of the in-place read."""
+    from types import SimpleNamespace
+
+    from edgetts.models.predictor import Predictor
+    from test_matmul_memory import resident_pages
+
+    rng = np.random.default_rng(12)
+    H, nh, nkv, hd, ffn, V, G = 64, 4, 2, 32, 96, 304, 5  # V rows: 60+ pages of tables
+    view = make_view(rng, (dt,), H, 2, nh, nkv, hd, ffn, prefix="code_pred")
+    blobs = []
+    for j in range(G - 1):
+        blobs.append(Matrix.from_f32((2 * rng.standard_normal((V, H))).astype(np.float32), dt).data)
+        name = f"code_pred.lm_head.{j}.weight"
+        view[name] = Tensor(name, dt, (V, H), Matrix.from_f32(rng.standard_normal((V, H)).astype(np.float32), dt).data)
+    p = tmp_path / "embd.bin"
+    with open(p, "wb") as f:
+        f.write(b"\0" * 24)
+        for b in blobs:
+            f.write(b.tobytes())
+    mm = np.memmap(p, dtype=np.uint8, mode="r")
+    off = 24
+    for j, b in enumerate(blobs):
+        name = f"code_pred.codec_embd.{j}.weight"
+        view[name] = Tensor(name, dt, (V, H), mm[off:off + b.nbytes].reshape(b.shape))
+        off += b.nbytes
+    sc = StackConfig(n_layers=2, hidden=H, n_heads=nh, n_kv_heads=nkv, head_dim=hd, ffn=ffn, vocab=V,
+                     rope_theta=10000.0, eps=1e-6, max_pos=G)
+    pr = Predictor(view, SimpleNamespace(predictor=sc, num_code_groups=G, talker=SimpleNamespace(hidden=H)))
+    ff = pr._frame
+    assert ff is not None and (ff["heads"].embd_fd >= 0).all()
+    from edgetts.kernels.memory import release_pages
+    release_pages(mm, outward=True)
+    in_place = ff["heads"]._replace(embd_fd=np.full(G - 1, -1, np.int64))
+    for f in range(4):
+        h_prev, e0 = rng.standard_normal(H).astype(np.float32), rng.standard_normal(H).astype(np.float32)
+        out = []
+        for heads in (ff["heads"], in_place):
+            if heads is ff["heads"]:
+                assert resident_pages(mm) == 0
+            pr._frame = dict(ff, heads=heads)
+            codes, logits = np.zeros(G - 1, np.int64), np.zeros((G - 1, V), np.float32)
+            pr.frame(h_prev, e0, codes, False, 0.9, 10, 0.95, np.random.default_rng(f), logits_out=logits)
+            out.append((codes, logits))
+            if heads is ff["heads"]:
+                assert resident_pages(mm) == 0
+            release_pages(mm, outward=True)
+        np.testing.assert_array_equal(out[0][0], out[1][0])
+        np.testing.assert_array_equal(out[0][1], out[1][1])
+
+
 @pytest.mark.parametrize("n_threads", [1, 2, 3, 8, 11])
 @pytest.mark.parametrize("n", [1, 2, 5, 8, 33])
 def test_claim_gives_every_unit_once_whoever_comes(n_threads, n):

@@ -116,6 +116,9 @@ class FrameHeads(NamedTuple):
     head_kinds: np.ndarray  # int64 [G - 1]
     embd: object            # typed List of GGML rows (uint8 [vocab, row bytes]), one per table
     embd_kinds: np.ndarray  # int64 [G - 1]
+    embd_fd: np.ndarray     # int64 [G - 1] a file descriptor to pread table j's rows from, or -1:
+    embd_off: np.ndarray    # int64 [G - 1]   read embd[j] in place; the file offset of its row 0
+    row: np.ndarray         # uint8 [max row bytes] the row read from a file
     logits: np.ndarray      # f32 [vocab] the current head's logits
     work: np.ndarray        # f32 [vocab] sampling scratch
 
@@ -178,6 +181,27 @@ def sched_yield(typingctx):
         return context.get_dummy_value()
 
     return types.none(), codegen
+
+
+@intrinsic
+def pread_into(typingctx, fd, buf, nbytes, off):
+    """pread(fd, buf's data, nbytes, off) -> the bytes read (libc's, linked by name like
+    sched_yield, so the kernel stays cacheable): a table row read from its file inside a region
+    (memory.RowTable's read, for a kernel)."""
+    if not isinstance(buf, types.Array):
+        return None
+
+    def codegen(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        fnty = ir.FunctionType(i64, [ir.IntType(32), ir.IntType(8).as_pointer(), i64, i64])
+        f = cgutils.get_or_insert_function(builder.module, fnty, "pread")
+        data = context.make_array(sig.args[1])(context, builder, value=args[1]).data
+        fd32 = builder.trunc(context.cast(builder, args[0], sig.args[0], types.int64), ir.IntType(32))
+        return builder.call(f, [fd32, builder.bitcast(data, ir.IntType(8).as_pointer()),
+                                context.cast(builder, args[2], sig.args[2], types.int64),
+                                context.cast(builder, args[3], sig.args[3], types.int64)])
+
+    return types.int64(fd, buf, nbytes, off), codegen
 
 
 # A phase's counters (STRIDE int64 at STRIDE * ph): units finished, released (the thread finishing
@@ -402,6 +426,15 @@ def _program(W, S, x, pos, k_cache, v_cache, head, head_kind, logits, t):
 
 
 @njit(cache=True, nogil=True)
+def _embed_row(kind, rows, r, x):
+    """x[0] = row r of GGML rows (Q8_0 or Q4_0) as float32."""
+    if kind == KIND_Q8_0:
+        dequantize_q8_0_rows(rows, r, r + 1, x)
+    else:
+        dequantize_q4_0_rows(rows, r, r + 1, x)
+
+
+@njit(cache=True, nogil=True)
 def _frame_program(W, S, F, x_in, x, k_cache, v_cache, us, greedy, temperature, top_k, top_p,
                    codes_out, logits_out, forced, t):
     """What every thread of predictor_frame runs: rows x_in[0], x_in[1] at positions 0, 1, then
@@ -433,10 +466,13 @@ def _frame_program(W, S, F, x_in, x, k_cache, v_cache, us, greedy, temperature, 
                 c = forced[j]
             codes_out[j] = c
             if j + 1 < n_codes:
-                if F.embd_kinds[j] == KIND_Q8_0:
-                    dequantize_q8_0_rows(F.embd[j], c, c + 1, x)
+                # the next row: E_j(c), read from the table's file where it has one (the pages
+                # of a table read in place stay resident: ~31 MB of the 0.6B's over an utterance)
+                rb = F.embd[j].shape[1]
+                if F.embd_fd[j] >= 0 and pread_into(F.embd_fd[j], F.row, rb, F.embd_off[j] + c * rb) == rb:
+                    _embed_row(F.embd_kinds[j], F.row[:rb].reshape(1, rb), 0, x)
                 else:
-                    dequantize_q4_0_rows(F.embd[j], c, c + 1, x)
+                    _embed_row(F.embd_kinds[j], F.embd[j], c, x)
                 _first_norm(W, S, x)
             _release(ctr, ph)
         _wait(ctr, ph)

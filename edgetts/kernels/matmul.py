@@ -1136,9 +1136,13 @@ class Matrix:
     def _row(self, idx: int) -> np.ndarray:
         """self.data[idx:idx + 1], read from the file when the table is file-mapped (RowTable:
         an embedding lookup then leaves no pages resident)."""
+        return self.row_table().row(idx)
+
+    def row_table(self) -> RowTable:
+        """The RowTable over self.data (its fd is None unless the rows come from a file)."""
         if self._table is None or self._table.a is not self.data:
             self._table = RowTable(self.data)
-        return self._table.row(idx)
+        return self._table
 
     def to_f32(self) -> np.ndarray:
         """Full dequantized float32 [rows, cols] copy."""

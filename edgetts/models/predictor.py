@@ -52,12 +52,17 @@ class Predictor:
             return None
         if not all(e.dtype in decoder.KINDS and e._x8.size == 0 for e in self.embd):
             return None
+        tables = [e.row_table() for e in self.embd]  # rows read from the file where mapped
         return dict(heads=decoder.FrameHeads(
                         heads=decoder.array_list([m.prepare()._x8 for m in self.heads]),
                         head_kinds=np.array([decoder.KINDS[m.dtype] for m in self.heads], np.int64),
                         embd=decoder.array_list([e.data for e in self.embd]),
                         embd_kinds=np.array([decoder.KINDS[e.dtype] for e in self.embd], np.int64),
+                        embd_fd=np.array([-1 if t.fd is None else t.fd for t in tables], np.int64),
+                        embd_off=np.array([0 if t.fd is None else t.offset for t in tables], np.int64),
+                        row=np.zeros(max(e.data.shape[1] for e in self.embd), np.uint8),
                         logits=self.logits, work=self.work),
+                    tables=tables,  # their fds stay open as long as the kernel may use them
                     ctr=decoder.counters(len(st.layers), self.groups),
                     no_us=np.zeros(self.groups - 1), no_forced=np.zeros(0, np.int64),
                     no_logits=np.zeros((0, self.logits.shape[0]), np.float32))
