@@ -132,10 +132,14 @@ class RowTable:
         if self.fd is None:
             return self.a[i:i + 1]
         out = np.empty((1,) + self.a.shape[1:], self.a.dtype)
-        got = os.preadv(self.fd, [out], self.offset + i * self.row_bytes)
-        if got != self.row_bytes:
-            raise OSError(f"{self.a.shape} table: short read of row {i} ({got} of {self.row_bytes} bytes)")
+        self._read(i, out)
         return out
+
+    def _read(self, r: int, buf) -> None:
+        """Row r's bytes from the file into buf (row_bytes long)."""
+        got = os.preadv(self.fd, [buf], self.offset + r * self.row_bytes)
+        if got != self.row_bytes:
+            raise OSError(f"{self.a.shape} table: short read of row {r} ({got} of {self.row_bytes} bytes)")
 
     def take(self, idx) -> np.ndarray:
         """a[idx] for a 1-D sequence of row indices (each checked against the table's rows)."""
@@ -151,7 +155,5 @@ class RowTable:
         for i, r in enumerate(idx):
             if not 0 <= r < rows:
                 raise IndexError(f"row index {r} out of range 0..{rows - 1}")
-            got = os.preadv(self.fd, [flat[i]], self.offset + r * self.row_bytes)
-            if got != self.row_bytes:
-                raise OSError(f"{self.a.shape} table: short read of row {r} ({got} of {self.row_bytes} bytes)")
+            self._read(r, flat[i])
         return out
